@@ -1,0 +1,172 @@
+"""TailServer: a gevent `StreamServer` that streams one file to every client.
+
+Each connection gets a greenlet from a `gevent.pool.Pool` (so that ``stop()``
+can end them): it reads the header within ``header_timeout``, turns it into a
+starting byte, then hands the socket to a `Follower` for good. The server never
+reads the client again after the header's newline.
+
+Embeddable: it never monkey-patches, and several can run in one process next to
+other gevent servers::
+
+    server = TailServer(tcp_listener(4321), "/var/log/app.log")
+    server.serve_forever()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Optional
+
+import gevent
+from gevent.pool import Pool
+from gevent.server import StreamServer
+
+from .lines import end_of_first_lines, start_of_last_lines
+from .protocol import BadHeader, HeaderReader, Request, byte_position
+from .stream import Fanout, Follower, Truncated
+from .watch import FileWatch
+
+log = logging.getLogger(__name__)
+
+#: Bytes asked of the socket per read while waiting for a header: more than a
+#: header can be, so a well-behaved client is read in one call.
+HEADER_READ = 128
+
+
+class TailServer(StreamServer):
+    """Streams the file at ``path`` to every client of ``listener``.
+
+    ``listener`` is a bound, listening socket (see `tailsrv.listeners`) or an
+    address as `gevent.server.StreamServer` takes it. The server stops by itself
+    when the file is deleted or moved, unless ``linger`` is true.
+    """
+
+    #: Seconds a client has to send a complete header. Long enough for a person
+    #: typing into ``nc``; short enough that a half-open connection is dropped.
+    header_timeout = 30.0
+
+    #: Seconds ``stop()`` gives clients before they are disconnected. Clients
+    #: never finish by themselves, so there is nothing to drain: this only
+    #: bounds the time spent closing them.
+    stop_timeout = 1.0
+
+    def __init__(
+        self,
+        listener,
+        path: str,
+        *,
+        linger: bool = False,
+        header_timeout: Optional[float] = None,
+        spawn=None,
+    ) -> None:
+        super().__init__(listener, spawn=spawn if spawn is not None else Pool())
+        if header_timeout is not None:
+            self.header_timeout = header_timeout
+        self.watch = FileWatch(path, linger=linger)
+        self.fanout = Fanout(self.watch)
+
+    def start(self) -> None:
+        """Start following the file and accepting clients.
+
+        Raises OSError when the file cannot be followed (see `FileWatch.start`).
+        """
+        self.watch.start()
+        self.watch.gone.rawlink(self._file_gone)
+        super().start()
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop accepting, disconnect every client, stop following the file."""
+        self.close()
+        self.pool.kill(block=True, timeout=self.stop_timeout if timeout is None else timeout)
+        self.watch.close()
+
+    def _file_gone(self, _event) -> None:
+        gevent.spawn(self.stop)
+
+    def handle(self, sock, address) -> None:
+        peer = format_peer(address)
+        began = time.monotonic()
+        try:
+            request = self.read_header(sock)
+        except BadHeader as reason:
+            log.warning("%s rejected: %s", peer, reason)
+            return
+        except OSError as error:
+            log.info("%s gone before sending a header: %s", peer, error.strerror or error)
+            return
+        tune(sock)
+        start = self.start_position(request)
+        log.info("%s connected: header %s, starting at byte %d", peer, request, start)
+        follower = Follower(self.fanout, sock, start)
+        why = "server stopping"
+        try:
+            follower.run()
+        except Truncated as error:
+            why = str(error)
+            log.warning("%s disconnected: %s, client was at byte %d", peer, why, follower.offset)
+        except OSError as error:
+            why = f"client gone ({error.strerror or error})"
+        finally:
+            log.info(
+                "%s disconnected (%s): sent %d bytes from byte %d in %.3f s",
+                peer, why, follower.sent, start, time.monotonic() - began,
+            )
+
+    def read_header(self, sock) -> Request:
+        """Read until the header's newline; raise BadHeader if it is bad or late."""
+        reader = HeaderReader()
+        late = BadHeader(f"no complete header within {self.header_timeout:g} s")
+        with gevent.Timeout(self.header_timeout, late):
+            while True:
+                request = reader.feed(sock.recv(HEADER_READ))
+                if request is not None:
+                    return request
+
+    def start_position(self, request: Request) -> int:
+        """The byte a request starts at; waits while a line count is not there yet."""
+        watch = self.watch
+        if not request.lines:
+            return byte_position(request.offset, watch.size)
+        if request.offset < 0:
+            if watch.fd is None:
+                return 0
+            return start_of_last_lines(self._read, watch.size, -request.offset, gevent.sleep)
+        position, remaining = 0, request.offset
+        while remaining:
+            size = watch.size
+            if watch.fd is not None and position < size:
+                found, remaining = end_of_first_lines(
+                    self._read, position, size, remaining, gevent.sleep)
+                if found is not None:
+                    return found
+                position = size
+            else:
+                watch.wait_for_change(size)
+        return position
+
+    def _read(self, offset: int, length: int) -> bytes:
+        return os.pread(self.watch.fd, length, offset)
+
+
+def tune(sock) -> None:
+    """Socket options for a streaming client: no Nagle delay on small appends,
+    and keepalive so that a vanished peer is noticed."""
+    for level, option in ((socket.IPPROTO_TCP, socket.TCP_NODELAY),
+                          (socket.SOL_SOCKET, socket.SO_KEEPALIVE)):
+        try:
+            sock.setsockopt(level, option, 1)
+        except OSError:  # not TCP (a unix socket): nothing to tune
+            pass
+
+
+def format_peer(address) -> str:
+    """``host:port`` (``[v6]:port``) for logs; unix peers have no address."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        if host.startswith("::ffff:"):
+            host = host[7:]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "unix-client"

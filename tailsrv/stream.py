@@ -1,0 +1,165 @@
+"""Sending the file to clients: kernel ``sendfile`` from the shared descriptor,
+never a byte copied through Python, each client at its own pace.
+
+A client that is behind runs its own loop in its own greenlet: send a chunk,
+wait for the socket when it is full, yield between chunks so one fast reader
+never starves the rest. A client that has caught up *parks*: its greenlet
+sleeps, and when the file grows the `Fanout` makes one pass over every parked
+client and tries a non-blocking ``sendfile`` for each, waking only those whose
+socket could not take it all. That keeps an append to a file followed by a
+thousand clients at a thousand syscalls, with no greenlet switches (see the
+README's performance section for the measurements behind this).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Set, Union
+
+import gevent
+from gevent.hub import Waiter, get_hub
+from gevent.socket import wait_write
+
+from .watch import FileWatch
+
+#: Most bytes one ``sendfile`` call may send before the client yields to the
+#: others. A few MiB keeps syscalls rare on a fast reader and each turn short.
+CHUNK = 4 * 1024 * 1024
+
+#: Bytes discarded per read when a caught-up client sends us something after its
+#: header. The protocol ignores such bytes; reading them only lets us notice a
+#: reset connection while the file is idle.
+DISCARD = 64 * 1024
+
+
+class Truncated(Exception):
+    """The file shrank below this client's position: its offsets mean nothing now."""
+
+
+_Wake = Union[None, BaseException]
+
+
+class Fanout:
+    """The clients of one file, and the pass that feeds the caught-up ones."""
+
+    def __init__(self, watch: FileWatch) -> None:
+        self.watch = watch
+        self.parked: Set[Follower] = set()
+        watch.subscribe(self._on_change)
+
+    def _on_change(self, size: int, shrank: bool) -> None:
+        fd = self.watch.fd
+        for follower in tuple(self.parked):
+            if follower.offset < size:
+                follower.push(fd, size)
+            elif shrank and follower.offset > size:
+                follower.wake(Truncated(f"file truncated to {size} bytes"))
+
+
+class Follower:
+    """One connected client past its header: where it is and how much it got."""
+
+    __slots__ = ("fanout", "sock", "fd", "offset", "sent", "_waiter", "_reader")
+
+    def __init__(self, fanout: Fanout, sock, offset: int) -> None:
+        self.fanout = fanout
+        self.sock = sock
+        self.fd: int = sock.fileno()
+        self.offset = offset
+        self.sent = 0
+        self._waiter: Optional[Waiter] = None
+        self._reader = None
+
+    def run(self) -> None:
+        """Stream until the client is gone (OSError) or the file shrank below it
+        (`Truncated`); returns only by raising."""
+        watch = self.fanout.watch
+        truncations = watch.truncations
+        try:
+            while True:
+                size = watch.size
+                if watch.truncations != truncations:
+                    truncations = watch.truncations
+                    if self.offset > size:
+                        raise Truncated(f"file truncated to {size} bytes")
+                if self.offset >= size:
+                    self._park()
+                elif not self._send(watch.fd, size):
+                    # Shorter than we knew: the watcher has yet to see it shrink.
+                    watch.wait_for_change(size)
+        finally:
+            self.close_reader()
+
+    def _send(self, file_fd: int, size: int) -> bool:
+        """Send up to ``size``; False when the file turned out shorter."""
+        while self.offset < size:
+            try:
+                n = os.sendfile(self.fd, file_fd, self.offset, min(CHUNK, size - self.offset))
+            except BlockingIOError:
+                wait_write(self.fd)
+                continue
+            if n == 0:
+                return False
+            self.offset += n
+            self.sent += n
+            gevent.sleep(0)
+        return True
+
+    def _park(self) -> None:
+        """Sleep until the `Fanout` or the socket has news for this client."""
+        self._waiter = waiter = Waiter()
+        if self._reader is None:
+            self._reader = get_hub().loop.io(self.fd, 1)
+            self._reader.start(self._on_readable)
+        self.fanout.parked.add(self)
+        try:
+            woken: _Wake = waiter.get()
+        finally:
+            self._unpark()
+        if woken is not None:
+            raise woken
+
+    def _unpark(self) -> None:
+        self._waiter = None
+        self.fanout.parked.discard(self)
+
+    def wake(self, why: _Wake) -> None:
+        """Hand the client back to its own greenlet (from the hub or the fanout)."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._unpark()
+            get_hub().loop.run_callback(waiter.switch, why)
+
+    def push(self, file_fd: int, size: int) -> None:
+        """Try to send everything up to ``size`` without waiting; wake the
+        client's greenlet to finish the job if the socket is full."""
+        try:
+            n = os.sendfile(self.fd, file_fd, self.offset, size - self.offset)
+        except BlockingIOError:
+            self.wake(None)
+            return
+        except OSError as error:
+            self.wake(error)
+            return
+        self.offset += n
+        self.sent += n
+        if n and self.offset < size:
+            self.wake(None)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self.fd, DISCARD)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            self.close_reader()
+            self.wake(error)
+            return
+        if not data:  # half-closed (``echo 0 | nc``): keep sending
+            self.close_reader()
+
+    def close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.stop()
+            self._reader.close()
+            self._reader = None

@@ -1,0 +1,111 @@
+"""The header grammar, fed as bytes in memory: no sockets."""
+
+import pytest
+from hypothesis import given, strategies as st
+
+from tailsrv.protocol import (MAX_HEADER_BYTES, MAX_OFFSET, MIN_OFFSET, BadHeader,
+                              HeaderReader, Request, byte_position, parse_header)
+
+
+@pytest.mark.parametrize("header, expected", [
+    (b"0", Request(0)),
+    (b"1000", Request(1000)),
+    (b"-1000", Request(-1000)),
+    (b"+5", Request(5)),
+    (b"  42\r", Request(42)),
+    (b"\t-7 ", Request(-7)),
+    (b"-0", Request(0)),
+    (b"007", Request(7)),
+    (b"-10l", Request(-10, lines=True)),
+    (b"25L", Request(25, lines=True)),
+    (b"0l", Request(0, lines=True)),
+    (str(MAX_OFFSET).encode(), Request(MAX_OFFSET)),
+    (str(MIN_OFFSET).encode(), Request(MIN_OFFSET)),
+])
+def test_accepts(header, expected):
+    assert parse_header(header) == expected
+
+
+@pytest.mark.parametrize("header", [
+    b"", b"   ", b"\r", b"abc", b"1_000", b"\xd9\xa1", "١٢".encode(), b"1.5", b"0x10",
+    b"--1", b"+-1", b"- 1", b"1 2", b"l", b"-l", b"10ll", b"1e3", b"\x00", b"1\x00",
+    str(MAX_OFFSET + 1).encode(), str(MIN_OFFSET - 1).encode(), b"9" * 40,
+])
+def test_rejects(header):
+    with pytest.raises(BadHeader):
+        parse_header(header)
+
+
+def test_reader_waits_for_newline_and_ignores_the_rest():
+    reader = HeaderReader()
+    assert reader.feed(b"12") is None
+    assert reader.feed(b"3\nGARBAGE\nmore") == Request(123)
+
+
+def test_reader_crlf():
+    assert HeaderReader().feed(b"-5\r\n") == Request(-5)
+
+
+def test_reader_rejects_long_header_before_newline():
+    reader = HeaderReader()
+    assert reader.feed(b" " * MAX_HEADER_BYTES) is None
+    with pytest.raises(BadHeader, match="longer"):
+        reader.feed(b" ")
+
+
+def test_reader_rejects_long_header_with_newline():
+    with pytest.raises(BadHeader, match="longer"):
+        HeaderReader().feed(b" " * (MAX_HEADER_BYTES + 1) + b"1\n")
+
+
+def test_reader_rejects_eof():
+    reader = HeaderReader()
+    reader.feed(b"1")
+    with pytest.raises(BadHeader, match="closed"):
+        reader.feed(b"")
+
+
+@pytest.mark.parametrize("offset, size, expected", [
+    (0, 10, 0), (5, 10, 5), (20, 10, 20), (-3, 10, 7), (-30, 10, 0), (-10, 10, 0),
+])
+def test_byte_position(offset, size, expected):
+    assert byte_position(offset, size) == expected
+
+
+@given(st.integers(MIN_OFFSET, MAX_OFFSET), st.sampled_from(["", "l", "L"]),
+       st.sampled_from(["", "+"]), st.text(" \t\r", max_size=5), st.text(" \t\r", max_size=5))
+def test_round_trip(value, unit, plus, before, after):
+    sign = plus if value >= 0 else ""
+    header = f"{before}{sign}{value}{unit}{after}".encode()
+    assert parse_header(header) == Request(value, lines=bool(unit))
+
+
+@given(st.binary(max_size=80))
+def test_any_bytes_parse_or_reject_cleanly(data):
+    """No input makes the parser fail with anything but BadHeader, and what it
+    accepts is exactly what the grammar allows."""
+    try:
+        request = parse_header(data)
+    except BadHeader:
+        return
+    text = data.strip(b" \t\r\x0b\x0c").rstrip(b"lL")
+    assert int(text) == request.offset
+    assert text.lstrip(b"+-").isdigit()
+
+
+@given(st.binary(max_size=200), st.integers(1, 20))
+def test_reader_any_chunking(data, step):
+    """Feeding in any chunks gives the same answer as feeding at once."""
+    def run(chunks):
+        reader = HeaderReader()
+        try:
+            for chunk in chunks:
+                result = reader.feed(chunk)
+                if result is not None:
+                    return result
+        except BadHeader:
+            return "bad"
+        return None
+
+    chunks = [data[i:i + step] for i in range(0, len(data), step)]
+    assert run(chunks) == run([data] if data else [])
