@@ -1,0 +1,146 @@
+"""Shared test fixtures: a real tailsrv process on a free loopback port, and
+clients with timeouts on every read."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+
+#: Every socket operation in the tests gives up after this many seconds.
+IO_TIMEOUT = 10.0
+
+
+def script(name: str) -> str:
+    """The installed console script ``name``, next to this Python if possible."""
+    path = shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name)
+    assert path, f"console script {name!r} is not installed (pip install -e .)"
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def connect(port: int, header: Optional[bytes] = b"0\n", host: str = "127.0.0.1",
+            timeout: float = IO_TIMEOUT) -> socket.socket:
+    """A client connected to the server, its header (if any) sent."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    if header is not None:
+        sock.sendall(header)
+    return sock
+
+
+def read_exactly(sock: socket.socket, n: int) -> bytes:
+    """Read exactly n bytes (each recv bounded by the socket's timeout)."""
+    chunks, got = [], 0
+    while got < n:
+        chunk = sock.recv(min(n - got, 1 << 20))
+        if not chunk:
+            raise EOFError(f"connection closed after {got} of {n} bytes")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything until the server closes the connection (or a reset)."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(1 << 16)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def wait_for(predicate, timeout: float = IO_TIMEOUT, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+class Server:
+    """A ``tailsrv`` console-script process; stderr goes to a log file."""
+
+    def __init__(self, path: Path, args: List[str], log: Path, env=None) -> None:
+        self.path = path
+        self.port = free_port()
+        self.log_path = log
+        self.args = [script("tailsrv"), "-p", str(self.port), *args, str(path)]
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=self._log, env=env)
+        wait_for(self._accepting)
+
+    def _accepting(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"tailsrv exited early ({self.proc.returncode}):\n{self.log}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = IO_TIMEOUT) -> str:
+        wait_for(lambda: text in self.log, timeout)
+        return self.log
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = IO_TIMEOUT) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(IO_TIMEOUT)
+        self._log.close()
+
+
+@pytest.fixture
+def logfile(tmp_path: Path) -> Path:
+    """The file the server streams, created with some content."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"hello\nworld\n")
+    return path
+
+
+@pytest.fixture
+def start_server(tmp_path: Path):
+    """start_server(path, *args) -> a running Server, killed after the test."""
+    servers: List[Server] = []
+
+    def start(path: Path, *args: str, env=None) -> Server:
+        server = Server(path, list(args), tmp_path / f"tailsrv-{len(servers)}.log", env=env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
