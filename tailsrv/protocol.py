@@ -9,12 +9,16 @@ and live in `tailsrv.lines`.
 The grammar, compatible with the original tailsrv (which parses an i64 after
 trimming whitespace)::
 
-    header  = *ws [ "+" / "-" ] 1*DIGIT [ "l" / "L" ] *ws "\\n"
+    header  = *ws [ "+" / "-" ] 1*DIGIT [ "l" / "L" ] [ "?" ] *ws "\\n"
     ws      = SP / HTAB / CR / VT / FF
 
 Plain integers are byte offsets: ``0`` is the start of the file, ``1000`` byte
-1000, ``-1000`` the last 1000 bytes. The ``l`` suffix (an extension) counts lines
-instead, like ``tail -n``.
+1000, ``-1000`` the last 1000 bytes. Two extensions, which the original rejects
+and so no original client sends: the ``l`` suffix counts lines instead, like
+``tail -n``; the ``?`` suffix asks the server to announce the byte position it
+resolved the request to, as one decimal line before the file data, so that a
+client that started at ``-10l`` knows the absolute offset to resume from after
+a dropped connection.
 """
 
 from __future__ import annotations
@@ -44,26 +48,31 @@ class Request:
     """Where a client asked to start.
 
     ``offset`` is signed: negative counts back from the end of the file. With
-    ``lines`` true it counts lines rather than bytes.
+    ``lines`` true it counts lines rather than bytes. With ``announce`` true
+    the client wants the resolved byte position sent first (`announcement`).
     """
 
     offset: int
     lines: bool = False
+    announce: bool = False
 
     def __str__(self) -> str:
-        return f"{self.offset}{'l' if self.lines else ''}"
+        return f"{self.offset}{'l' if self.lines else ''}{'?' if self.announce else ''}"
 
 
 def parse_header(line: bytes) -> Request:
     """Parse one header, without its newline, into a `Request`.
 
     Raises `BadHeader` for anything but optional whitespace around an optional
-    sign, ASCII digits and an optional ``l``/``L``. Python's ``int()`` would also
+    sign, ASCII digits, an optional ``l``/``L`` and an optional ``?``. Python's ``int()`` would also
     take underscores and non-ASCII digits; the protocol does not.
     """
     text = line.strip(_WHITESPACE)
     if not text:
         raise BadHeader("empty header")
+    announce = text[-1:] == b"?"
+    if announce:
+        text = text[:-1]
     lines = text[-1:] in (b"l", b"L")
     if lines:
         text = text[:-1]
@@ -74,7 +83,7 @@ def parse_header(line: bytes) -> Request:
     value = -int(digits) if negative else int(digits)
     if not MIN_OFFSET <= value <= MAX_OFFSET:
         raise BadHeader("offset out of range (signed 64-bit)")
-    return Request(value, lines)
+    return Request(value, lines, announce)
 
 
 class HeaderReader:
@@ -112,3 +121,8 @@ def byte_position(offset: int, size: int) -> int:
     lie past the end, meaning "wait until the file is that long".
     """
     return offset if offset >= 0 else max(0, size + offset)
+
+
+def announcement(position: int) -> bytes:
+    """What a ``?`` header gets before the file data: the start position."""
+    return b"%d\n" % position

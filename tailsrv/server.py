@@ -25,7 +25,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from .lines import end_of_first_lines, start_of_last_lines
-from .protocol import BadHeader, HeaderReader, Request, byte_position
+from .protocol import BadHeader, HeaderReader, Request, announcement, byte_position
 from .stream import Fanout, Follower, Truncated
 from .watch import FileWatch
 
@@ -103,6 +103,8 @@ class TailServer(StreamServer):
         follower = Follower(self.fanout, sock, start)
         why = "server stopping"
         try:
+            if request.announce:
+                sock.sendall(announcement(start))
             follower.run()
         except Truncated as error:
             why = str(error)

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tailsrv.protocol import (MAX_HEADER_BYTES, MAX_OFFSET, MIN_OFFSET, BadHeader,
-                              HeaderReader, Request, byte_position, parse_header)
+                              HeaderReader, Request, announcement, byte_position,
+                              parse_header)
 
 
 @pytest.mark.parametrize("header, expected", [
@@ -19,6 +20,8 @@ from tailsrv.protocol import (MAX_HEADER_BYTES, MAX_OFFSET, MIN_OFFSET, BadHeade
     (b"-10l", Request(-10, lines=True)),
     (b"25L", Request(25, lines=True)),
     (b"0l", Request(0, lines=True)),
+    (b"-10l?", Request(-10, lines=True, announce=True)),
+    (b" -5? \r", Request(-5, announce=True)),
     (str(MAX_OFFSET).encode(), Request(MAX_OFFSET)),
     (str(MIN_OFFSET).encode(), Request(MIN_OFFSET)),
 ])
@@ -28,7 +31,7 @@ def test_accepts(header, expected):
 
 @pytest.mark.parametrize("header", [
     b"", b"   ", b"\r", b"abc", b"1_000", b"\xd9\xa1", "١٢".encode(), b"1.5", b"0x10",
-    b"--1", b"+-1", b"- 1", b"1 2", b"l", b"-l", b"10ll", b"1e3", b"\x00", b"1\x00",
+    b"--1", b"+-1", b"- 1", b"1 2", b"l", b"-l", b"10ll", b"1e3", b"?", b"-?", b"5?l", b"5??", b"\x00", b"1\x00",
     str(MAX_OFFSET + 1).encode(), str(MIN_OFFSET - 1).encode(), b"9" * 40,
 ])
 def test_rejects(header):
@@ -72,12 +75,13 @@ def test_byte_position(offset, size, expected):
     assert byte_position(offset, size) == expected
 
 
-@given(st.integers(MIN_OFFSET, MAX_OFFSET), st.sampled_from(["", "l", "L"]),
+@given(st.integers(MIN_OFFSET, MAX_OFFSET), st.sampled_from(["", "l", "L", "l?", "?"]),
        st.sampled_from(["", "+"]), st.text(" \t\r", max_size=5), st.text(" \t\r", max_size=5))
 def test_round_trip(value, unit, plus, before, after):
     sign = plus if value >= 0 else ""
     header = f"{before}{sign}{value}{unit}{after}".encode()
-    assert parse_header(header) == Request(value, lines=bool(unit))
+    assert parse_header(header) == Request(value, lines="l" in unit.lower(),
+                                           announce="?" in unit)
 
 
 @given(st.binary(max_size=80))
@@ -88,7 +92,7 @@ def test_any_bytes_parse_or_reject_cleanly(data):
         request = parse_header(data)
     except BadHeader:
         return
-    text = data.strip(b" \t\r\x0b\x0c").rstrip(b"lL")
+    text = data.strip(b" \t\r\x0b\x0c").removesuffix(b"?").rstrip(b"lL")
     assert int(text) == request.offset
     assert text.lstrip(b"+-").isdigit()
 
@@ -109,3 +113,7 @@ def test_reader_any_chunking(data, step):
 
     chunks = [data[i:i + step] for i in range(0, len(data), step)]
     assert run(chunks) == run([data] if data else [])
+
+
+def test_announcement():
+    assert announcement(12345) == b"12345\n"
