@@ -63,6 +63,8 @@ def parse_host_port(text: str) -> Tuple[str, int]:
     host, colon, port = text.rpartition(":")
     if not colon or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("expected ADDRESS:PORT, e.g. 127.0.0.1:9100 or [::1]:9100")
+    if ":" in host and not host.startswith("["):
+        raise ValueError("write an IPv6 address in brackets: [::1]:9100")
     return (_ip(host) if host else ""), int(port)
 
 

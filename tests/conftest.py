@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import pytest
 
@@ -79,13 +79,16 @@ def wait_for(predicate, timeout: float = IO_TIMEOUT, interval: float = 0.02):
 
 
 class Server:
-    """A ``tailsrv`` console-script process; stderr goes to a log file."""
+    """A ``tailsrv`` console-script process; stderr goes to a log file.
 
-    def __init__(self, path: Path, args: List[str], log: Path, env=None) -> None:
+    ``prefix`` is a command that runs it (e.g. ``prlimit --nofile=64``)."""
+
+    def __init__(self, path: Path, args: List[str], log: Path, env=None,
+                 prefix: Sequence[str] = ()) -> None:
         self.path = path
         self.port = free_port()
         self.log_path = log
-        self.args = [script("tailsrv"), "-p", str(self.port), *args, str(path)]
+        self.args = [*prefix, script("tailsrv"), "-p", str(self.port), *args, str(path)]
         self._log = open(log, "wb")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=self._log, env=env)
@@ -136,8 +139,9 @@ def start_server(tmp_path: Path):
     """start_server(path, *args) -> a running Server, killed after the test."""
     servers: List[Server] = []
 
-    def start(path: Path, *args: str, env=None) -> Server:
-        server = Server(path, list(args), tmp_path / f"tailsrv-{len(servers)}.log", env=env)
+    def start(path: Path, *args: str, env=None, prefix: Sequence[str] = ()) -> Server:
+        server = Server(path, list(args), tmp_path / f"tailsrv-{len(servers)}.log", env=env,
+                        prefix=prefix)
         servers.append(server)
         return server
 
