@@ -44,7 +44,8 @@ class FileWatch:
 
     ``size`` is the current size, ``fd`` the shared descriptor (None until the
     file exists), ``truncations`` counts how often the file shrank, and
-    ``gone`` is set when the file was deleted or moved and ``linger`` is off.
+    ``gone`` is set when the file was deleted or moved and ``linger`` is off,
+    or when following it failed (then ``error`` says why).
     Listeners registered with `subscribe` hear of every size change, in the
     watcher greenlet.
     """
@@ -56,6 +57,7 @@ class FileWatch:
         self.size = 0
         self.truncations = 0
         self.gone = Event()
+        self.error: Optional[OSError] = None
         self._changed = Event()
         self._listeners: List[Listener] = []
         self._inotify: Optional[INotify] = None
@@ -116,6 +118,15 @@ class FileWatch:
         return True
 
     def _run(self) -> None:
+        try:
+            self._follow()
+        except OSError as error:
+            log.error("stopped following %s: %s", self.path, error)
+            self.error = error
+            self.gone.set()
+            self._notify_waiters()
+
+    def _follow(self) -> None:
         inotify = self._inotify
         name = os.path.basename(self.path)
         while True:
