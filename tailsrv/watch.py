@@ -93,12 +93,12 @@ class FileWatch:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-        self._notify_waiters()
 
     def wait_for_change(self, size: int) -> None:
-        """Block until the size is no longer ``size`` (or the watch ends)."""
+        """Block until the size is no longer ``size``. Once the file is gone
+        that never happens: the server is stopping, and ends the waiter."""
         changed = self._changed
-        if self.size == size and self._greenlet is not None and not self._greenlet.dead:
+        if self.size == size:
             changed.wait()
 
     def _open(self) -> bool:
@@ -124,7 +124,6 @@ class FileWatch:
             log.error("stopped following %s: %s", self.path, error)
             self.error = error
             self.gone.set()
-            self._notify_waiters()
 
     def _follow(self) -> None:
         inotify = self._inotify
@@ -150,7 +149,6 @@ class FileWatch:
             if not self.linger:
                 log.warning("%s was %s; closing every client and exiting", self.path, how)
                 self.gone.set()
-                self._notify_waiters()
                 return
             log.warning("%s was %s; still serving the open file (--linger-after-file-is-gone)",
                         self.path, how)

@@ -288,3 +288,14 @@ def test_ipv6_and_ipv4_on_one_port(logfile, start_server):
     for host in ("127.0.0.1", "::1"):
         with connect(server.port, host=host) as sock:
             assert read_exactly(sock, len(CONTENT)) == CONTENT
+
+
+def test_file_gone_while_clients_wait_for_lines_and_bytes(logfile, start_server):
+    """Clients waiting for a position the file never reaches are closed too."""
+    server = start_server(logfile)
+    with connect(server.port, b"25l\n") as lines, connect(server.port, b"1000\n") as far:
+        server.wait_log("header 1000")
+        os.unlink(logfile)
+        assert read_until_closed(lines) == b""
+        assert read_until_closed(far) == b""
+    assert server.proc.wait(10) == 0
