@@ -208,18 +208,21 @@ def test_file_created_by_open(tmp_path, start_server):
     assert "waiting for it to appear" in server.log
 
 
-@pytest.mark.parametrize("how", ["delete", "move"])
+@pytest.mark.parametrize("how", ["delete", "move", "replace"])
 def test_file_gone_closes_clients_and_exits_0(logfile, start_server, how, tmp_path):
     server = start_server(logfile)
     with connect(server.port) as sock:
         read_exactly(sock, len(CONTENT))
         if how == "delete":
             os.unlink(logfile)
-        else:
+        elif how == "move":
             os.rename(logfile, tmp_path / "moved.log")
+        else:  # another file renamed over it: the one being served is deleted
+            (tmp_path / "new.log").write_bytes(b"new")
+            os.rename(tmp_path / "new.log", logfile)
         assert read_until_closed(sock) == b""
     assert server.proc.wait(10) == 0
-    assert ("deleted" if how == "delete" else "moved") in server.log
+    assert ("moved" if how == "move" else "deleted") in server.log
 
 
 @pytest.mark.parametrize("how", ["delete", "move"])
