@@ -58,7 +58,7 @@ Descriptors: at start the soft limit on open files is raised to the hard limit
 backlog, logged once, while current clients are served.
 
 Exit status: 0 after SIGTERM, SIGINT or PATH gone; 1 on a runtime error (port in
-use, PATH unusable); 2 on bad usage.
+use, PATH unusable, the file could no longer be read); 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def serve(server: TailServer, listeners: List[socket.socket]) -> int:
         for handler in handlers:
             handler.cancel()
     log.info("stopped")
-    return 0
+    return 1 if server.watch.error else 0
 
 
 def setup_logging(level: str, journald: bool) -> bool:

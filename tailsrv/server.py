@@ -161,6 +161,10 @@ class TailServer(AcceptBackoff, StreamServer):
             log.warning("%s disconnected: %s, client was at byte %d", peer, why, follower.offset)
         except OSError as error:
             why = f"client gone ({error.strerror or error})"
+        except Exception as error:  # a bug: say so in one line, details at debug level
+            why = f"internal error: {error!r}"
+            log.error("%s disconnected: %s", peer, why)
+            log.debug("internal error details", exc_info=True)
         finally:
             self.followers.discard(follower)
             self._sent_by_gone += follower.sent

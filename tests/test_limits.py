@@ -3,7 +3,7 @@
 import socket
 import struct
 
-from conftest import connect, read_exactly, read_until_closed, wait_for
+from conftest import append, connect, read_exactly, read_until_closed
 
 
 def reset(sock: socket.socket) -> None:
@@ -11,11 +11,6 @@ def reset(sock: socket.socket) -> None:
     like a half-closed client, which the protocol keeps serving)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-
-
-def append(path, data: bytes) -> None:
-    with open(path, "ab") as f:
-        f.write(data)
 
 
 def test_max_clients(logfile, start_server):
