@@ -140,7 +140,8 @@ def _listen(bind: Bind, port: Optional[int]) -> socket.socket:
     try:
         return open_listener(bind, port)
     except OSError as error:
-        where = str(bind) if bind.unix is not None else f"{bind.host or 'every interface'} port {port}"
+        where = (str(bind) if bind.unix is not None
+                 else f"{bind.host} port {port}" if bind.host else f"port {port}")
         raise OSError(error.errno, f"cannot listen on {where}: {error.strerror or error}") \
             from None
 
