@@ -195,6 +195,8 @@ class TailServer(AcceptBackoff, StreamServer):
         position, remaining = 0, request.offset
         while remaining:
             size = watch.size
+            if size < position:  # truncated while we waited: count from the start again
+                position, remaining = 0, request.offset
             if watch.fd is not None and position < size:
                 found, remaining = end_of_first_lines(
                     self._read, position, size, remaining, gevent.sleep)

@@ -3,7 +3,7 @@ line; clients at or before it go on streaming."""
 
 import socket
 
-from conftest import IO_TIMEOUT, connect, read_exactly, read_until_closed
+from conftest import IO_TIMEOUT, append, connect, read_exactly, read_until_closed
 
 MIB = 1 << 20
 
@@ -56,3 +56,16 @@ def test_truncated_to_zero_then_rewritten(tmp_path, start_server):
         with open(path, "ab") as f:
             f.write(b"new line\n")
         assert read_exactly(new, 9) == b"new line\n"
+
+
+def test_line_count_restarts_when_the_file_is_truncated(tmp_path, start_server):
+    """A client waiting for its 3rd line counts lines of the new content after
+    a truncation, not a mix of old and new."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"a\n")
+    server = start_server(path)
+    with connect(server.port, b"3l\n") as client:
+        path.write_bytes(b"")
+        server.wait_log("truncated from 2 to 0 bytes")
+        append(path, b"xx\nyy\nzz\nww\n")
+        assert read_exactly(client, 3) == b"ww\n"
