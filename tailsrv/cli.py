@@ -57,6 +57,12 @@ Descriptors: at start the soft limit on open files is raised to the hard limit
 (one descriptor per client). When they run out, new connections wait in the
 backlog, logged once, while current clients are served.
 
+Examples:
+  tailsrv -p 4321 /var/log/app.log
+  tailsrv -p 4321 --bind 127.0.0.1 --bind ::1 --metrics 127.0.0.1:9100 app.log
+  tailsrv --bind unix:/run/tailsrv/app.sock --max-clients 1000 app.log
+  echo -10l | nc localhost 4321        (the last 10 lines, then what is appended)
+
 Exit status: 0 after SIGTERM, SIGINT or PATH gone; 1 on a runtime error (port in
 use, PATH unusable, the file could no longer be read); 2 on bad usage.
 """
