@@ -123,7 +123,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if activated:
             if port is not None or binds:
                 log.info("serving on the sockets systemd passed; ignoring -p and --bind")
-            listeners += [inherited_listener(fd) for fd, _name in activated]
+            for fd, name in activated:
+                listeners.append(inherited_listener(fd))
+                log.info("systemd passed fd %d (%s): %s", fd, name, describe(listeners[-1]))
         else:
             for bind in binds or [Bind()]:
                 listeners.append(_listen(bind, port))

@@ -68,6 +68,7 @@ def test_serves_on_the_passed_socket(tmp_path, logfile, options):
         text = log_path.read_text()
         assert f"listening on 127.0.0.1:{port}\n" in text
         assert ("ignoring -p and --bind" in text) == bool(options)
+        assert f"systemd passed fd 3 (tailsrv.socket): 127.0.0.1:{port}" in text
         proc.terminate()
         assert proc.wait(IO_TIMEOUT) == 0
     finally:
