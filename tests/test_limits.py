@@ -58,3 +58,10 @@ def test_out_of_descriptors(logfile, start_server):
     for client in clients[10:]:
         client.close()
     assert server.terminate() == 0
+
+
+def test_soft_open_files_limit_raised_to_hard(logfile, start_server):
+    server = start_server(logfile, prefix=["prlimit", "--nofile=64:4096"])
+    with open(f"/proc/{server.proc.pid}/limits") as limits:
+        line = next(line for line in limits if line.startswith("Max open files"))
+    assert line.split()[3:5] == ["4096", "4096"]
