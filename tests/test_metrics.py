@@ -33,6 +33,7 @@ def test_scrape_while_clients_stream(tmp_path, start_server):
     with connect(server.port, b"nonsense\n") as bad:
         assert read_until_closed(bad) == b""
     server.wait_log("rejected: not a number")
+    wait_for(lambda: scrape(metrics_port)[("tailsrv_clients",)] == 0)  # both handlers done
 
     slow = socket.socket()  # reads nothing: stays megabytes behind
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
