@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 #: the only cure, retrying at once only spins.
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
-#: accept() errors about one connection that died in the backlog (the peer
-#: reset it before we took it): skip it and accept the next.
+#: accept() errors about one connection (reset before we took it, refused by a
+#: firewall rule) or an interrupted call: skip it and accept the next.
 TRANSIENT = frozenset({errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO,
                        errno.EPERM, errno.EINTR})
 
@@ -47,7 +47,8 @@ class AcceptBackoff:
     _backoff: Optional[float] = None
     _resume: Optional[gevent.Greenlet] = None
 
-    def do_read(self):
+    def do_read(self) -> Optional[tuple]:
+        """Accept one connection; on failure log, maybe pause, and return None."""
         try:
             args = super().do_read()
         except OSError as error:

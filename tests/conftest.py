@@ -100,7 +100,10 @@ def wait_for(predicate, timeout: float = IO_TIMEOUT, interval: float = 0.02):
 class Server:
     """A ``tailsrv`` console-script process; stderr goes to a log file.
 
-    ``prefix`` is a command that runs it (e.g. ``prlimit --nofile=64``)."""
+    ``prefix`` is a command that runs it (e.g. ``prlimit --nofile=64``).
+    Started means READY=1 received on ``$NOTIFY_SOCKET`` (unless ``env`` gives
+    one), so the file is open: a connect alone succeeds as soon as the port
+    is bound, before the server has started."""
 
     def __init__(self, path: Path, args: List[str], log: Path, env=None,
                  prefix: Sequence[str] = ()) -> None:
@@ -109,9 +112,27 @@ class Server:
         self.log_path = log
         self.args = [*prefix, script("tailsrv"), "-p", str(self.port), *args, str(path)]
         self._log = open(log, "wb")
+        own_notify = env is None or "NOTIFY_SOCKET" not in env
+        env = dict(os.environ if env is None else env)
+        self._notify: Optional[socket.socket] = None
+        if own_notify:
+            self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._notify.bind(f"\0tailsrv-test-{os.getpid()}-{id(self)}")
+            self._notify.settimeout(0.05)
+            env["NOTIFY_SOCKET"] = "@" + self._notify.getsockname()[1:].decode()
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=self._log, env=env)
+        if self._notify is not None:
+            wait_for(self._ready)
         wait_for(self._accepting)
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"tailsrv exited early ({self.proc.returncode}):\n{self.log}")
+        try:
+            return b"READY=1" in self._notify.recv(256)
+        except socket.timeout:
+            return False
 
     def _accepting(self) -> bool:
         if self.proc.poll() is not None:
@@ -143,6 +164,8 @@ class Server:
             self.proc.kill()
             self.proc.wait(IO_TIMEOUT)
         self._log.close()
+        if self._notify is not None:
+            self._notify.close()
 
 
 @pytest.fixture
