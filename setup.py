@@ -21,7 +21,11 @@ setup(
     python_requires=">=3.10",
     install_requires=requirements("requirements.txt"),
     extras_require={"test": requirements("requirements-test.txt")},
-    entry_points={"console_scripts": ["tailsrv = tailsrv.cli:main"]},
+    entry_points={"console_scripts": [
+        "tailsrv = tailsrv.cli:main",
+        "tscat = tailsrv.tscat:main",
+        "tssync = tailsrv.tssync:main",
+    ]},
     classifiers=[
         "Development Status :: 4 - Beta",
         "Environment :: No Input/Output (Daemon)",
