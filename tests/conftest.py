@@ -116,6 +116,14 @@ class Server:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout)
 
+    def restart(self) -> None:
+        """Kill the process (SIGKILL: no goodbyes) and start it again on the same port."""
+        self.kill()
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=self._log)
+        wait_for(self._accepting)
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
