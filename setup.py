@@ -17,6 +17,7 @@ setup(
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     license="Unlicense",
+    keywords="tail follow log streaming server gevent sendfile inotify",
     packages=find_packages(include=["tailsrv", "tailsrv.*"]),
     python_requires=">=3.10",
     install_requires=requirements("requirements.txt"),
@@ -28,6 +29,7 @@ setup(
     ]},
     classifiers=[
         "Development Status :: 4 - Beta",
+        "Environment :: Console",
         "Environment :: No Input/Output (Daemon)",
         "Framework :: Gevent",
         "Intended Audience :: System Administrators",
@@ -35,6 +37,10 @@ setup(
         "Operating System :: POSIX :: Linux",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: System :: Networking",
         "Topic :: System :: Logging",
     ],
 )
