@@ -134,14 +134,22 @@ def follow(address: str, offset: int = 0, lines: Optional[int] = None,
     the connection and raises OSError on a network error, its ``filename``
     being ``address``.
 
-    Raises `BadAddress` at once for a malformed address (before any I/O), and
-    `ProtocolError` if the server sends a malformed start position.
+    Raises `BadAddress` for a malformed address when called, before any I/O;
+    the iterator raises `ProtocolError` if the server sends a malformed start
+    position.
     """
     if lines is not None and offset:
         raise ValueError("give an offset or a line count, not both")
     target = parse_address(address)
-    position: Optional[int] = offset if lines is None and offset >= 0 else None
+    position = offset if lines is None and offset >= 0 else None
     first = header(offset, lines, announce=reconnect and position is None)
+    return _stream(address, target, first, position, reconnect)
+
+
+def _stream(address: str, target: Target, first: bytes, position: Optional[int],
+            reconnect: bool) -> Iterator[bytes]:
+    """`follow`'s generator: ``first`` is the header while ``position``, the
+    absolute position of the next byte, is unknown (None)."""
     failures = 0
     while True:
         try:

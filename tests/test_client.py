@@ -141,7 +141,9 @@ def test_resume_after_the_server_is_killed_mid_stream(tmp_path, start_server):
     path.write_bytes(original)
     server = start_server(path)
     chunks = follow(address(server))
-    received = take(chunks, 1 << 20)
+    received = next(chunks)
+    while len(received) < 1 << 20:
+        received += next(chunks)
     server.restart()  # SIGKILL: the stream breaks wherever it is
     while len(received) < len(original):
         received += next(chunks)
@@ -224,3 +226,10 @@ def test_a_malformed_announcement_is_an_error(tmp_path):
     ScriptedPeer(tmp_path / "s.sock", [b"oops\n"])
     with pytest.raises(ProtocolError):
         next(follow(f"unix:{tmp_path / 's.sock'}", lines=-10))
+
+
+def test_a_bad_address_raises_when_calling_not_when_iterating():
+    with pytest.raises(BadAddress):
+        follow("no-port")
+    with pytest.raises(ValueError):
+        follow("localhost:4321", offset=5, lines=-1)
