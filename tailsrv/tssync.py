@@ -22,7 +22,7 @@ listening on a unix socket.
 Each chunk is written to FILE as it arrives, so that a tailsrv serving FILE
 passes it on at once: tssync and a second tailsrv are the way to fan a file out
 to more machines (mirrors of mirrors). FILE is flushed to disk (fsync) when
-tssync stops, not after each chunk: after a crash of the machine FILE may lack
+tssync exits, not after each chunk: after a crash of the machine FILE may lack
 its last bytes, and the next tssync fetches them again from FILE's length.
 
 FILE must hold the beginning of the served file (or nothing): tssync cannot
