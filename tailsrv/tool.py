@@ -49,7 +49,6 @@ def run(doc: str, argv: Optional[List[str]], body: Callable[[Args], int]) -> int
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(f"{name}: %(message)s"))
     logging.getLogger("tailsrv").addHandler(handler)
-    logging.getLogger("tailsrv").setLevel(logging.INFO)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return body(args)
