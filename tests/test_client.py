@@ -13,7 +13,7 @@ from typing import Iterator, List
 import pytest
 from hypothesis import given, strategies as st
 
-from conftest import IO_TIMEOUT
+from conftest import IO_TIMEOUT, append
 from tailsrv import client
 from tailsrv.client import (MAX_RECONNECT_DELAY, RECONNECT_DELAY, BadAddress, ProtocolError,
                             follow, follow_lines, header, parse_address, parse_announcement,
@@ -109,8 +109,7 @@ def test_follow_from_byte_offsets(logfile, start_server):
     assert take(follow(f"[::1]:{server.port}", 6), 6) == b"world\n"
     chunks = follow(address(server), -3)
     assert take(chunks, 3) == b"ld\n"
-    with open(logfile, "ab") as f:
-        f.write(b"more\n")
+    append(logfile, b"more\n")
     assert take(chunks, 5) == b"more\n"
 
 
@@ -157,8 +156,7 @@ def test_resume_from_the_announced_position_not_the_first_header(logfile, start_
     chunks = follow(address(server), lines=-1)
     assert take(chunks, 6) == b"world\n"
     server.kill()
-    with open(logfile, "ab") as f:
-        f.write(b"a\nb\n")  # asking for '-1l' again would skip "a\n"
+    append(logfile, b"a\nb\n")  # asking for '-1l' again would skip "a\n"
     server.restart()
     assert take(chunks, 4) == b"a\nb\n"
     assert headers(server) == ["-1l?", "12"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IO_TIMEOUT, free_port
+from conftest import IO_TIMEOUT, append, free_port
 from tailsrv.client import follow_lines
 
 EXAMPLE = Path(__file__).parent.parent / "scripts" / "examples" / "gevent_embed.py"
@@ -31,8 +31,7 @@ def test_two_files_and_a_web_app_in_one_process(tmp_path):
         lines_b = follow_lines(f"127.0.0.1:{port_b}")
         assert next(lines_a) == b"first file\n"
         assert next(lines_b) == b"second file\n"
-        with open(b, "ab") as f:
-            f.write(b"grows\n")
+        append(b, b"grows\n")
         assert next(lines_b) == b"grows\n"
 
         web = http.client.HTTPConnection("127.0.0.1", http_port, timeout=IO_TIMEOUT)

@@ -2,7 +2,6 @@
 environment, and the Dockerfile, linted and (with no container engine here)
 its install commands replayed in a fresh virtual environment."""
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from typing import List, Tuple
 
 import pytest
 
-from conftest import connect, read_exactly, script, free_port, wait_for, IO_TIMEOUT
+from conftest import IO_TIMEOUT, connect, free_port, read_exactly, script, wait_for
 
 ROOT = Path(__file__).parent.parent
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import IO_TIMEOUT, script, wait_for
+from conftest import IO_TIMEOUT, append, script
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -60,8 +60,7 @@ def test_streams_until_the_server_stops(start_server, logfile, spawn, args, expe
     server = start_server(logfile)
     tscat = spawn(["tscat", *args, "--no-reconnect", f"[::1]:{server.port}"])
     server.wait_log("starting at byte")  # before the file grows: negative starts
-    with open(logfile, "ab") as f:
-        f.write(b"more\n")
+    append(logfile, b"more\n")
     assert tscat.stdout.read(len(expected) + 5) == expected + b"more\n"
     assert server.terminate() == 0
     out, err = tscat.communicate(timeout=IO_TIMEOUT)
@@ -73,8 +72,7 @@ def test_reconnects_and_resumes_exactly(start_server, logfile, spawn):
     tscat = spawn(["tscat", f"127.0.0.1:{server.port}"])
     assert tscat.stdout.read(12) == b"hello\nworld\n"
     server.kill()
-    with open(logfile, "ab") as f:
-        f.write(b"while down\n")
+    append(logfile, b"while down\n")
     server.restart()
     server.wait_log("header 12,")
     tscat.send_signal(signal.SIGTERM)
@@ -91,8 +89,7 @@ def test_a_closed_pipe_ends_it_quietly(tmp_path, start_server, spawn):
     head = spawn(["tscat", f"127.0.0.1:{server.port}"])  # stands for `| head -c 10`
     assert head.stdout.read(10) == b"x" * 10
     head.stdout.close()
-    with open(path, "ab") as f:
-        f.write(b"y" * (1 << 20))  # more than any pipe holds
+    append(path, b"y" * (1 << 20))  # more than any pipe holds
     assert head.wait(IO_TIMEOUT) == 0
     assert head.stderr.read() == b""
 

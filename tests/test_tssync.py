@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import IO_TIMEOUT, script, wait_for
+from conftest import IO_TIMEOUT, append, script, wait_for
 from tailsrv.client import follow
 
 pytestmark = pytest.mark.timeout(60)
@@ -40,8 +40,7 @@ def test_resumes_from_the_file_length(tmp_path, start_server, logfile, spawn):
     wait_for(size_is(mirror, 12))
     tssync.send_signal(signal.SIGTERM)
     assert tssync.wait(IO_TIMEOUT) == 0
-    with open(logfile, "ab") as f:
-        f.write(b"while stopped\n")
+    append(logfile, b"while stopped\n")
     tssync = spawn(["tssync", f"127.0.0.1:{server.port}", str(mirror)])
     wait_for(size_is(mirror, logfile.stat().st_size))
     assert mirror.read_bytes() == logfile.read_bytes()
@@ -68,8 +67,7 @@ def test_resumes_byte_exact_after_the_server_is_killed(tmp_path, start_server, s
     tssync = spawn(["tssync", f"127.0.0.1:{server.port}", str(mirror)])
     wait_for(lambda: mirror.exists() and mirror.stat().st_size > 0)
     server.kill()  # mid-stream, as far as the kernel had got
-    with open(original, "ab") as f:
-        f.write(os.urandom(1000))
+    append(original, os.urandom(1000))
     server.restart()
     wait_for(size_is(mirror, original.stat().st_size), timeout=3 * IO_TIMEOUT)
     assert mirror.read_bytes() == original.read_bytes()
@@ -86,8 +84,7 @@ def test_two_tier_chain_is_byte_exact(tmp_path, start_server, spawn):
     chunks = follow(f"127.0.0.1:{tier_b.port}")
     received = b""
     for round in range(3):
-        with open(original, "ab") as f:
-            f.write(os.urandom(100_000) + b"round %d\n" % round)
+        append(original, os.urandom(100_000) + b"round %d\n" % round)
         while len(received) < original.stat().st_size:
             received += next(chunks)
         assert received == original.read_bytes()
