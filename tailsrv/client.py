@@ -244,5 +244,6 @@ def _read_announcement(sock: socket.socket) -> Tuple[int, bytes]:
             return parsed
         more = sock.recv(RECV_BYTES)
         if not more:
-            raise ConnectionError("closed before announcing the start position")
+            raise ConnectionError("closed before announcing the start position "
+                                  "(as a server without the '?' extension does)")
         data += more

@@ -8,13 +8,14 @@ import re
 import socket
 import threading
 from pathlib import Path
-from typing import Iterator, List
+from typing import Callable, Iterator, List, Union
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import IO_TIMEOUT, append
 from tailsrv import client
+from tailsrv.protocol import announcement, byte_position, parse_header
 from tailsrv.client import (MAX_RECONNECT_DELAY, RECONNECT_DELAY, BadAddress, ProtocolError,
                             follow, follow_lines, header, parse_address, parse_announcement,
                             reconnect_delay, split_lines)
@@ -177,10 +178,10 @@ def test_keepalive_is_on(start_server, logfile):
 
 
 class ScriptedPeer:
-    """A unix-socket server that answers connection i with replies[i] and closes
-    it, recording each header it received."""
+    """A unix-socket server that answers connection i with replies[i] (bytes,
+    or a function of the header received) and closes it, recording each header."""
 
-    def __init__(self, path: Path, replies: List[bytes]) -> None:
+    def __init__(self, path: Path, replies: List[Union[bytes, Callable[[bytes], bytes]]]) -> None:
         self.headers: List[bytes] = []
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.settimeout(IO_TIMEOUT)
@@ -189,16 +190,17 @@ class ScriptedPeer:
         self.thread = threading.Thread(target=self._serve, args=(replies,), daemon=True)
         self.thread.start()
 
-    def _serve(self, replies: List[bytes]) -> None:
-        for reply in replies:
-            conn, _ = self.sock.accept()
-            with conn:
-                conn.settimeout(IO_TIMEOUT)
-                received = b""
-                while not received.endswith(b"\n"):
-                    received += conn.recv(64)
-                self.headers.append(received)
-                conn.sendall(reply)
+    def _serve(self, replies) -> None:
+        with self.sock:
+            for reply in replies:
+                conn, _ = self.sock.accept()
+                with conn:
+                    conn.settimeout(IO_TIMEOUT)
+                    received = b""
+                    while not received.endswith(b"\n"):
+                        received += conn.recv(64)
+                    self.headers.append(received)
+                    conn.sendall(reply(received) if callable(reply) else reply)
 
 
 def test_unix_socket_and_the_headers_sent(tmp_path, monkeypatch):
@@ -231,3 +233,29 @@ def test_a_bad_address_raises_when_calling_not_when_iterating():
         follow("no-port")
     with pytest.raises(ValueError):
         follow("localhost:4321", offset=5, lines=-1)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(min_size=1, max_size=200), start=st.integers(-250, 0),
+       cuts=st.lists(st.integers(0, 60), max_size=8))
+def test_each_byte_once_in_order_whatever_the_drops(tmp_path_factory, monkeypatch,
+                                                    content, start, cuts):
+    """A peer that speaks the real protocol but drops the connection after
+    ``cuts[i]`` bytes on connection i, then sends everything left."""
+    monkeypatch.setattr(client, "RECONNECT_DELAY", 0)
+
+    def serve(cut):
+        def reply(received: bytes) -> bytes:
+            request = parse_header(received[:-1])
+            position = byte_position(request.offset, len(content))
+            data = content[position:] if cut is None else content[position:position + cut]
+            return (announcement(position) if request.announce else b"") + data
+        return reply
+
+    path = tmp_path_factory.mktemp("peer") / "s.sock"
+    ScriptedPeer(path, [serve(cut) for cut in cuts] + [serve(None)])
+    expected = content[byte_position(start, len(content)):]
+    chunks = follow(f"unix:{path}", offset=start)
+    assert take(chunks, len(expected)) == expected
+    chunks.close()
