@@ -193,7 +193,10 @@ class ScriptedPeer:
     def _serve(self, replies) -> None:
         with self.sock:
             for reply in replies:
-                conn, _ = self.sock.accept()
+                try:
+                    conn, _ = self.sock.accept()
+                except socket.timeout:  # the test is over: it needed fewer connections
+                    return
                 with conn:
                     conn.settimeout(IO_TIMEOUT)
                     received = b""
