@@ -4,7 +4,9 @@ import os
 import socket
 import subprocess
 
-from conftest import IO_TIMEOUT, connect, read_exactly, script, wait_for
+import pytest
+
+from conftest import IO_TIMEOUT, append, connect, read_exactly, script, wait_for
 
 
 def unix_client(path, header=b"0\n") -> socket.socket:
@@ -22,8 +24,7 @@ def test_several_listeners_share_one_file(tmp_path, logfile, start_server):
     clients = [connect(server.port), connect(server.port, host="::1"), unix_client(sock_path)]
     for client in clients:
         assert read_exactly(client, 12) == b"hello\nworld\n"
-    with open(logfile, "ab") as f:
-        f.write(b"more\n")
+    append(logfile, b"more\n")
     for client in clients:
         assert read_exactly(client, 5) == b"more\n"
         client.close()
@@ -91,3 +92,16 @@ def test_bad_bind_is_a_usage_error(logfile):
     result = run("-p", "1", "--bind", "localhost:80", str(logfile))
     assert result.returncode == 2
     assert "invalid --bind 'localhost:80': not an IP address" in result.stderr
+
+
+@pytest.mark.timeout(30)
+def test_tscat_over_a_unix_socket(tmp_path, logfile, start_server, spawn):
+    sock_path = tmp_path / "tailsrv.sock"
+    server = start_server(logfile, "--bind", "127.0.0.1", "--bind", f"unix:{sock_path}")
+    tscat = spawn(["tscat", "--lines", "-1", "--no-reconnect", f"unix:{sock_path}"])
+    server.wait_log("unix-client connected: header -1l")
+    append(logfile, b"more\n")
+    assert tscat.stdout.read(11) == b"world\nmore\n"
+    assert server.terminate() == 0
+    out, err = tscat.communicate(timeout=IO_TIMEOUT)
+    assert (tscat.returncode, out, err) == (0, b"", b"")

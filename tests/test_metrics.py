@@ -7,8 +7,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import (IO_TIMEOUT, connect, free_port, read_exactly, read_until_closed,
-                      wait_for)
+from conftest import (IO_TIMEOUT, append, connect, free_port, read_exactly,
+                      read_until_closed, wait_for)
 
 MIB = 1 << 20
 
@@ -57,8 +57,7 @@ def test_scrape_while_clients_stream(tmp_path, start_server):
     assert 200 + (8 * MIB - lag) <= sent
     assert metrics[("process_open_fds",)] > 0
 
-    with open(path, "ab") as f:
-        f.write(b"y" * 1000)
+    append(path, b"y" * 1000)
     assert read_exactly(slow, 8 * MIB + 1000)[-1000:] == b"y" * 1000
     for client in fast:
         read_exactly(client, 1000)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import connect, read_exactly
+from conftest import append, connect, read_exactly
 
 
 def read_line(sock) -> bytes:
@@ -47,8 +47,7 @@ def test_lines(tmp_path, start_server, content, header, expected):
     # the expected part is empty, and that the stream goes on after it.
     with connect(server.port, header) as sock:
         server.wait_log("connected: header")  # the start is resolved: now append
-        with open(path, "ab") as f:
-            f.write(b"MARK\n")
+        append(path, b"MARK\n")
         assert read_exactly(sock, len(expected) + 5) == expected + b"MARK\n"
 
 
@@ -58,8 +57,7 @@ def test_positive_line_count_waits_for_the_lines(tmp_path, start_server):
     server = start_server(path)
     with connect(server.port, b"3l\n") as sock:
         for part in (b"\n", b"3", b"\n4\n"):  # line 3 ends in the last write
-            with open(path, "ab") as f:
-                f.write(part)
+            append(path, part)
         assert read_exactly(sock, 2) == b"4\n"
     assert "header 3l, starting at byte 6" in server.log
 

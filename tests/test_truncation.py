@@ -35,8 +35,7 @@ def test_clients_past_the_new_end_are_disconnected(tmp_path, start_server):
     assert log.count("disconnected: file truncated to %d bytes" % (8 * MIB)) == 2
     assert "was truncated from %d to %d bytes" % (16 * MIB, 8 * MIB) in log
 
-    with open(path, "ab") as f:
-        f.write(b"AFTER")
+    append(path, b"AFTER")
     assert read_exactly(slow, 8 * MIB + 5) == content[:8 * MIB] + b"AFTER"
     slow.close()
 
@@ -53,8 +52,7 @@ def test_truncated_to_zero_then_rewritten(tmp_path, start_server):
     assert read_until_closed(old) == b""
     server.wait_log("disconnected: file truncated to 0 bytes, client was at byte 9")
     with connect(server.port, b"0\n") as new:
-        with open(path, "ab") as f:
-            f.write(b"new line\n")
+        append(path, b"new line\n")
         assert read_exactly(new, 9) == b"new line\n"
 
 
