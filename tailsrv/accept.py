@@ -101,5 +101,5 @@ def raise_open_files_limit() -> int:
         except (ValueError, OSError) as error:
             log.warning("cannot raise the open files limit from %d to %d: %s", soft, hard, error)
             return soft
-        log.debug("open files limit raised from %d to %d", soft, hard)
+        log.info("open files limit raised from %d to %d", soft, hard)
     return hard

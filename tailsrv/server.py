@@ -83,6 +83,8 @@ class TailServer(AcceptBackoff, StreamServer):
         spawn=None,
     ) -> None:
         listeners = listener if isinstance(listener, list) else [listener]
+        if not listeners:
+            raise ValueError("TailServer needs at least one listener")
         super().__init__(listeners[0], spawn=spawn if spawn is not None else Pool())
         if header_timeout is not None:
             self.header_timeout = header_timeout
