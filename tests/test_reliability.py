@@ -1,15 +1,13 @@
 """A short version of each case of scripts/soak: small counts, a few seconds each.
 
-The cases live in scripts/soak (run it for the figures); here each runs with
-counts small enough for the test suite, against its own real tailsrv process
-(``python -m tailsrv`` on a free port, 127.0.0.1 only, killed by PID), and a
-test fails when what its case must hold does not.
+The cases live in scripts/soaklib (run scripts/soak for the figures); here each
+runs with counts small enough for the test suite, against its own real tailsrv
+process (``python -m tailsrv`` on a free port, 127.0.0.1 only, killed by PID),
+and a test fails when what its case must hold does not.
 """
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import random
 import sys
 from pathlib import Path
@@ -18,18 +16,9 @@ import pytest
 
 from tailsrv.protocol import BadHeader, HeaderReader
 
-SOAK = Path(__file__).resolve().parent.parent / "scripts" / "soak"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-
-def _load_soak():
-    loader = importlib.machinery.SourceFileLoader("soak", str(SOAK))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("soak", loader))
-    sys.modules["soak"] = module  # dataclasses look their module up there
-    loader.exec_module(module)
-    return module
-
-
-soak = _load_soak()
+from soaklib import clients, faults, files, limits, load, report, server  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -37,7 +26,7 @@ pytestmark = pytest.mark.timeout(90)
 @pytest.fixture(autouse=True)
 def short_waits(monkeypatch):
     """A hung case fails within seconds rather than the soak's minute."""
-    monkeypatch.setattr(soak, "WAIT", 15.0)
+    monkeypatch.setattr(limits, "WAIT", 15.0)
 
 
 def failures(result, *tolerated: str) -> list:
@@ -50,25 +39,25 @@ def failures(result, *tolerated: str) -> list:
 def test_verification_catches_a_wrong_byte(tmp_path):
     """The check every case relies on: a client that believes it started at byte
     1 while the server sent from 0 sees a mismatch."""
-    file = soak.GrowingFile(tmp_path / "app.log", 9)
+    file = files.GrowingFile(tmp_path / "app.log", 9)
     file.append(4096)
-    server = soak.ServerProcess(tmp_path, file.path)
-    loop, tally = soak.Loop(), soak.Tally()
+    tailsrv = server.ServerProcess(tmp_path, file.path)
+    loop, tally = clients.Loop(), report.Tally()
     try:
-        soak.Follower(loop, server.port, b"0\n", file, tally, 1).open()
+        clients.Follower(loop, tailsrv.port, b"0\n", file, tally, 1).open()
         assert loop.run(lambda: tally["mismatches"], 10)
         assert tally["bytes verified"] == 0
     finally:
         loop.close()
-        server.stop()
+        tailsrv.stop()
         file.close()
 
 
-@pytest.mark.parametrize("kind", [k for k, (_, then) in soak.HOSTILE.items() if then == "wait"])
+@pytest.mark.parametrize("kind", [k for k, (_, then) in faults.HOSTILE.items() if then == "wait"])
 def test_hostile_payloads_are_bad_headers(kind):
     """What the hostile case sends and waits on is rejected by the parser, so a
     server that answered one with file data would be wrong, not the soak."""
-    make, _ = soak.HOSTILE[kind]
+    make, _ = faults.HOSTILE[kind]
     rng = random.Random(kind)
     for _ in range(200):
         with pytest.raises(BadHeader):
@@ -76,12 +65,12 @@ def test_hostile_payloads_are_bad_headers(kind):
 
 
 def test_concurrent_followers(tmp_path):
-    assert not failures(soak.follow_clients(tmp_path, clients=300, rounds=3))
+    assert not failures(load.follow_clients(tmp_path, clients=300, rounds=3))
 
 
 @pytest.fixture(scope="module")
 def fd_exhaustion(tmp_path_factory):
-    return soak.fd_exhaustion(tmp_path_factory.mktemp("fds"), clients=300, nofile=128,
+    return load.fd_exhaustion(tmp_path_factory.mktemp("fds"), clients=300, nofile=128,
                               settle=2.0, window=2.0)
 
 
@@ -96,23 +85,23 @@ def test_fd_exhaustion_logs_no_traceback(fd_exhaustion):
 
 
 def test_slowloris(tmp_path):
-    assert not failures(soak.slowloris(tmp_path, connections=200, header_timeout=1.0,
+    assert not failures(load.slowloris(tmp_path, connections=200, header_timeout=1.0,
                                        baseline=0.5))
 
 
 def test_hostile_headers(tmp_path):
-    assert not failures(soak.hostile_headers(tmp_path, headers=2000, concurrency=50))
+    assert not failures(faults.hostile_headers(tmp_path, headers=2000, concurrency=50))
 
 
 def test_churn(tmp_path):
-    assert not failures(soak.churn(tmp_path, duration=4.0, rate=20e6, concurrency=8))
+    assert not failures(faults.churn(tmp_path, duration=4.0, rate=20e6, concurrency=8))
 
 
 def test_kill_and_restart(tmp_path):
-    assert not failures(soak.kill_and_restart(tmp_path, mirrors=3, kills=2, interval=0.7,
+    assert not failures(faults.kill_and_restart(tmp_path, mirrors=3, kills=2, interval=0.7,
                                               rate=2e6))
 
 
 def test_stalled_readers(tmp_path):
-    assert not failures(soak.stalled_readers(tmp_path, stalled=20, active=3,
-                                             total=16 * soak.MiB, rate=16e6))
+    assert not failures(load.stalled_readers(tmp_path, stalled=20, active=3,
+                                             total=16 * report.MiB, rate=16e6))
