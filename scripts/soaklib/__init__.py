@@ -1,7 +1,8 @@
 """The soak of tailsrv: a bounded torture run on loopback, reported with figures.
 
-``scripts/soak [--quick] [--only CASES] [--json FILE] [--keep]`` runs each reliability case against a real tailsrv process of its own (``python
--m tailsrv`` from this source tree, on a free port) and prints a markdown report:
+``scripts/soak [--quick] [--only CASES] [--json FILE] [--keep]`` runs each
+reliability case against a real tailsrv process of its own (``python -m
+tailsrv`` from this source tree, on a free port) and prints a markdown report:
 what must hold, whether it held, and the figures measured. Exit status 0 when
 every case held, 1 otherwise.
 

@@ -285,7 +285,8 @@ def kill_and_restart(work: Path, mirrors: int = 20, kills: int = 3, interval: fl
                 spread(downtime),
             "reconnects": sum(c.reconnects for c in clients) if clients else "n/a",
             "mirrors byte-identical": f"{identical} / {mirrors}",
-            "mirror sizes (min / max) vs file": f"{min(sizes()):,} / {max(sizes()):,} vs {file.size:,}",
+            "mirror sizes (min / max) vs file":
+                f"{min(sizes()):,} / {max(sizes()):,} vs {file.size:,}",
         })
         result.check(identical == mirrors, f"{mirrors - identical} mirrors differ from the file")
         for client in clients:

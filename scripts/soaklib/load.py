@@ -199,8 +199,10 @@ def slowloris(work: Path, connections: int = 5000, header_timeout: float = 10.0,
         result.check(not closed_after or min(closed_after) >= header_timeout * 0.95,
                      "connections closed before the header timeout")
         result.check(rejected == connections, f"{rejected} log lines for {connections} rejections")
-        result.check(not tally["data sent to an unfinished header"], "file data sent without a header")
-        result.check(len(before) + len(during) == tally["probes"], "well-behaved clients not served")
+        result.check(not tally["data sent to an unfinished header"],
+                     "file data sent without a header")
+        result.check(len(before) + len(during) == tally["probes"],
+                     "well-behaved clients not served")
         result.check(not tally["mismatches"], f"{tally['mismatches']} mismatches")
     return result
 

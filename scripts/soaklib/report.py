@@ -67,7 +67,8 @@ def report(results: List[Result], quick: bool, elapsed: float) -> str:
     held = sum(r.ok for r in results)
     out = [f"### soak report: {held} of {len(results)} cases held",
            "",
-           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {'--quick' if quick else 'full run'}, "
+           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+           f"{'--quick' if quick else 'full run'}, "
            f"{elapsed:.0f} s; Linux {platform.release()}, {os.cpu_count()} cores, "
            f"Python {platform.python_version()}.",
            "",

@@ -64,7 +64,8 @@ def run_case(name: str, work: Path, quick: bool) -> Result:
     try:
         return CASES[name](work, **(QUICK[name] if quick else {}))
     except Exception as error:  # a broken case must not stop the others
-        return Result(name, "(the case could not run)", failures=[f"{type(error).__name__}: {error}"])
+        return Result(name, "(the case could not run)",
+                      failures=[f"{type(error).__name__}: {error}"])
 
 
 def _terminate(signum: int, _frame) -> None:
