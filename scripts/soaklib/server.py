@@ -73,12 +73,16 @@ class ServerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def memory(self, key: str = "VmRSS") -> int:
-        """A /proc/PID/status figure in bytes: VmRSS now, VmHWM the peak."""
-        with open(f"/proc/{self.proc.pid}/status") as status:
-            for line in status:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-        raise KeyError(key)
+        """A /proc/PID/status figure in bytes: VmRSS now, VmHWM the peak; 0 once
+        the process has died (the case's health check then says so)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as status:
+                for line in status:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) * 1024
+        except FileNotFoundError:
+            pass
+        return 0
 
     def cpu(self) -> float:
         """User + system CPU seconds used so far."""
@@ -87,7 +91,11 @@ class ServerProcess:
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
     def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        """Open descriptors; 0 once the process has died."""
+        try:
+            return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        except OSError:
+            return 0
 
     def log_count(self, *needles: str) -> int:
         with open(self.log_path, errors="replace") as log:
