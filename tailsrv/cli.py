@@ -132,7 +132,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if bind.unix is not None and not bind.unix.startswith("@"):
                     owned.append(bind.unix)
         metrics_listener = _listen_metrics(metrics) if metrics else None
-        return run(args, listeners, metrics_listener, header_timeout, max_clients)
+        where = ", ".join(describe(listener) for listener in listeners)
+        if not activated and not binds:  # as the original says it
+            where = f"port {port} ({where})"
+        return run(args, listeners, where, metrics_listener, header_timeout, max_clients)
     except OSError as error:
         log.error("%s", error.strerror if error.filename is None and error.strerror
                   else error)
@@ -163,9 +166,11 @@ def _listen_metrics(address: Tuple[str, int]) -> socket.socket:
                       f"{error.strerror or error}") from None
 
 
-def run(args, listeners: List[socket.socket], metrics_listener: Optional[socket.socket],
-        header_timeout: float, max_clients: Optional[int]) -> int:
-    """Follow the file, serve, and return the exit status."""
+def run(args, listeners: List[socket.socket], where: str,
+        metrics_listener: Optional[socket.socket], header_timeout: float,
+        max_clients: Optional[int]) -> int:
+    """Follow the file, serve on ``listeners`` (described by ``where`` in the
+    log), and return the exit status."""
     path = args["PATH"]
     server = TailServer(listeners, path, linger=args["--linger-after-file-is-gone"],
                         header_timeout=header_timeout, max_clients=max_clients)
@@ -180,20 +185,20 @@ def run(args, listeners: List[socket.socket], metrics_listener: Optional[socket.
         metrics.start()
         log.info("metrics at http://%s/metrics", describe(metrics_listener))
     try:
-        return serve(server, listeners)
+        return serve(server, where)
     finally:
         if metrics is not None:
             metrics.stop(timeout=0)
 
 
-def serve(server: TailServer, listeners: List[socket.socket]) -> int:
+def serve(server: TailServer, where: str) -> int:
     """Run until a signal or the file going away stops the server."""
     def stop(signum: int) -> None:
         log.info("%s received; shutting down", signal.Signals(signum).name)
         server.stop()
 
     handlers = [gevent.signal_handler(s, stop, s) for s in (signal.SIGTERM, signal.SIGINT)]
-    log.info("listening on %s", ", ".join(describe(listener) for listener in listeners))
+    log.info("listening on %s", where)
     notify("READY=1")
     try:
         server.serve_forever()

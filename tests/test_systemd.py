@@ -109,7 +109,7 @@ def test_journald_on_a_journal_stream_uses_priority_prefixes(logfile, start_serv
     with connect(server.port, b"nope\n") as client:
         client.recv(1)
     text = server.wait_log("rejected")
-    assert "<6>listening on " in text
+    assert "<6>listening on port" in text
     assert any(line.startswith("<4>") and "rejected" in line for line in text.splitlines())
 
 
