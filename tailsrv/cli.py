@@ -85,14 +85,11 @@ from .listeners import (Bind, describe, inherited_listener, open_listener, parse
 from .metrics import MetricsServer
 from .server import TailServer
 from .systemd import journal_handler, listen_fds, notify
+from .usage import UsageError, usage_section
 
 log = logging.getLogger("tailsrv")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class UsageError(Exception):
-    """An argument docopt accepted but whose value is wrong."""
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -112,7 +109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(usage, file=sys.stderr)
         return 2
     except (UsageError, ValueError) as error:
-        print(f"tailsrv: {error}\n{_usage()}", file=sys.stderr)
+        print(f"tailsrv: {error}\n{usage_section(__doc__)}", file=sys.stderr)
         return 2
     if not setup_logging(level, args["--journald"]):
         return 1
@@ -226,10 +223,6 @@ def setup_logging(level: str, journald: bool) -> bool:
     root.addHandler(handler)
     root.setLevel(level.upper())
     return True
-
-
-def _usage() -> str:
-    return __doc__.split("\n\n")[1].strip()
 
 
 def _port(value: str) -> int:

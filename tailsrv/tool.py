@@ -17,16 +17,13 @@ from docopt import DocoptExit, docopt
 
 from . import __version__
 from .client import BadAddress, ProtocolError
+from .usage import UsageError, usage_section
 
 #: Exit status after Ctrl-C: 128 + SIGINT, what a shell reports for a program
 #: that SIGINT ended.
 INTERRUPTED = 128 + signal.SIGINT
 
 Args = Dict[str, Any]
-
-
-class UsageError(Exception):
-    """An argument docopt accepted but whose value is wrong."""
 
 
 class Terminated(Exception):
@@ -82,11 +79,6 @@ def describe(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
     return str(error)
-
-
-def usage_section(doc: str) -> str:
-    """The ``Usage:`` lines of a usage text, for a message after a bad argument."""
-    return next(part for part in doc.split("\n\n") if part.startswith("Usage:")).strip()
 
 
 def _terminate(signum, frame) -> None:
