@@ -26,7 +26,7 @@ Options:
   --version                    Show the version and exit.
 
 Exit status: 0 after SIGTERM, SIGINT or PATH gone; 1 on a runtime error (port in
-use, PATH unusable); 2 on bad usage.
+use, PATH unusable, the file could no longer be read); 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def serve(server: TailServer, port: int) -> int:
         for handler in handlers:
             handler.cancel()
     log.info("stopped")
-    return 0
+    return 1 if server.watch.error else 0
 
 
 def setup_logging(level: str, journald: bool) -> bool:

@@ -111,6 +111,10 @@ class TailServer(StreamServer):
             log.warning("%s disconnected: %s, client was at byte %d", peer, why, follower.offset)
         except OSError as error:
             why = f"client gone ({error.strerror or error})"
+        except Exception as error:  # a bug: say so in one line, details at debug level
+            why = f"internal error: {error!r}"
+            log.error("%s disconnected: %s", peer, why)
+            log.debug("internal error details", exc_info=True)
         finally:
             log.info(
                 "%s disconnected (%s): sent %d bytes from byte %d in %.3f s",

@@ -44,7 +44,8 @@ class FileWatch:
 
     ``size`` is the current size, ``fd`` the shared descriptor (None until the
     file exists), ``truncations`` counts how often the file shrank, and
-    ``gone`` is set when the file was deleted or moved and ``linger`` is off.
+    ``gone`` is set when the file was deleted or moved and ``linger`` is off,
+    or when following it failed (then ``error`` says why).
     Listeners registered with `subscribe` hear of every size change, in the
     watcher greenlet.
     """
@@ -56,6 +57,7 @@ class FileWatch:
         self.size = 0
         self.truncations = 0
         self.gone = Event()
+        self.error: Optional[OSError] = None
         self._changed = Event()
         self._listeners: List[Listener] = []
         self._inotify: Optional[INotify] = None
@@ -91,12 +93,12 @@ class FileWatch:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-        self._notify_waiters()
 
     def wait_for_change(self, size: int) -> None:
-        """Block until the size is no longer ``size`` (or the watch ends)."""
+        """Block until the size is no longer ``size``. Once the file is gone
+        that never happens: the server is stopping, and ends the waiter."""
         changed = self._changed
-        if self.size == size and self._greenlet is not None and not self._greenlet.dead:
+        if self.size == size:
             changed.wait()
 
     def _open(self) -> bool:
@@ -116,6 +118,14 @@ class FileWatch:
         return True
 
     def _run(self) -> None:
+        try:
+            self._follow()
+        except OSError as error:
+            log.error("stopped following %s: %s", self.path, error)
+            self.error = error
+            self.gone.set()
+
+    def _follow(self) -> None:
         inotify = self._inotify
         name = os.path.basename(self.path)
         while True:
@@ -139,7 +149,6 @@ class FileWatch:
             if not self.linger:
                 log.warning("%s was %s; closing every client and exiting", self.path, how)
                 self.gone.set()
-                self._notify_waiters()
                 return
             log.warning("%s was %s; still serving the open file (--linger-after-file-is-gone)",
                         self.path, how)

@@ -67,6 +67,25 @@ def read_until_closed(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def append(path, data: bytes) -> None:
+    """Append to a file in one write(), as a logging program does."""
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def assert_silent(sock: socket.socket, seconds: float = 0.3) -> None:
+    """Nothing arrives on ``sock`` for ``seconds``."""
+    timeout = sock.gettimeout()
+    sock.settimeout(seconds)
+    try:
+        data = sock.recv(1)
+    except socket.timeout:
+        return
+    finally:
+        sock.settimeout(timeout)
+    raise AssertionError(f"expected silence, got {data!r}")
+
+
 def wait_for(predicate, timeout: float = IO_TIMEOUT, interval: float = 0.02):
     deadline = time.monotonic() + timeout
     while True:
