@@ -21,7 +21,7 @@ from typing import Callable, List, Optional
 import gevent
 from gevent.event import Event
 from gevent.socket import wait_read
-from inotify_simple import INotify, flags
+from inotify_simple import INotify, flags, parse_events
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 FILE_EVENTS = flags.MODIFY | flags.ATTRIB | flags.MOVE_SELF | flags.DELETE_SELF
 #: A missing file can appear by creation or by being renamed into place.
 DIR_EVENTS = flags.CREATE | flags.MOVED_TO
+
+#: Bytes asked of inotify per read: room for thousands of events, so one read
+#: drains a burst (the kernel hands out whole events; any rest stays queued and
+#: wakes us again). A plain read also spares the FIONREAD ioctl that
+#: ``INotify.read`` makes first: one syscall less per append.
+INOTIFY_READ = 64 * 1024
 
 #: Called with the new size and whether the file shrank.
 Listener = Callable[[int, bool], None]
@@ -130,7 +136,10 @@ class FileWatch:
         name = os.path.basename(self.path)
         while True:
             wait_read(inotify.fd)
-            events = inotify.read(timeout=0)
+            try:
+                events = parse_events(os.read(inotify.fd, INOTIFY_READ))
+            except BlockingIOError:
+                continue
             if self.fd is None:
                 if any(e.name == name or e.mask & flags.Q_OVERFLOW for e in events):
                     try:
