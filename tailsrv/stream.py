@@ -122,7 +122,8 @@ class Follower:
             if n == 0:
                 return False
             self.offset += n
-            gevent.sleep(0)
+            if self.offset < size:
+                gevent.sleep(0)  # between chunks, let the other clients have a turn
         return True
 
     def _park(self) -> None:
