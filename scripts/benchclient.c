@@ -4,10 +4,11 @@
  * scripts/bench compiles this file with gcc at run time (cached by its hash)
  * and runs it once per scenario; it prints one line of `key=value` pairs.
  *
- *   benchclient read  HOST PORT CLIENTS BYTES TIMEOUT
- *       CLIENTS connections send "0\n" and read BYTES each (discarded in the
- *       kernel with MSG_TRUNC: no copy to user space). Prints the time from
- *       the first connect until the last client is done.
+ *   benchclient read  HOST PORT CLIENTS BYTES TIMEOUT copy|discard
+ *       CLIENTS connections send "0\n" and read BYTES each, copied into a
+ *       buffer as a real client would, or discarded in the kernel (MSG_TRUNC:
+ *       no copy, so that the client costs next to nothing). Prints the time
+ *       from the first connect until the last client is done.
  *   benchclient lat   HOST PORT CLIENTS PATH RATE SECONDS
  *       CLIENTS connections follow PATH from its end. A writer thread appends
  *       64-byte records (sequence number, CLOCK_MONOTONIC nanoseconds) at RATE
@@ -83,7 +84,8 @@ static int epoll_add(int ep, int fd, uint32_t events, uint64_t data) {
 
 static char sink[1 << 20];
 
-static int run_read(int clients, long long bytes, double timeout) {
+static int run_read(int clients, long long bytes, double timeout, int discard) {
+    int flags = MSG_DONTWAIT | (discard ? MSG_TRUNC : 0);
     int ep = epoll_create1(0);
     long long *left = calloc(clients, sizeof *left);
     int *fds = calloc(clients, sizeof *fds);
@@ -102,7 +104,7 @@ static int run_read(int clients, long long bytes, double timeout) {
         for (int e = 0; e < n; e++) {
             int i = (int)events[e].data.u64;
             for (;;) {
-                ssize_t got = recv(fds[i], sink, sizeof sink, MSG_DONTWAIT);
+                ssize_t got = recv(fds[i], discard ? NULL : sink, sizeof sink, flags);
                 if (got < 0 && errno == EAGAIN) break;
                 if (got <= 0) { fprintf(stderr, "client %d: connection lost\n", i); return 1; }
                 total += got;
@@ -340,8 +342,8 @@ int main(int argc, char **argv) {
     server.sin_family = AF_INET;
     server.sin_port = htons(atoi(argv[3]));
     if (inet_pton(AF_INET, argv[2], &server.sin_addr) != 1) die("address");
-    if (!strcmp(argv[1], "read") && argc == 7)
-        return run_read(atoi(argv[4]), atoll(argv[5]), atof(argv[6]));
+    if (!strcmp(argv[1], "read") && argc == 8)
+        return run_read(atoi(argv[4]), atoll(argv[5]), atof(argv[6]), !strcmp(argv[7], "discard"));
     if (!strcmp(argv[1], "lat") && argc == 8)
         return run_lat(atoi(argv[4]), argv[5], atof(argv[6]), atof(argv[7]));
     if (!strcmp(argv[1], "churn") && argc == 6)
