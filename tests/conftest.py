@@ -135,6 +135,14 @@ class Server:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout)
 
+    def restart(self) -> None:
+        """Kill the process (SIGKILL: no goodbyes) and start it again on the same port."""
+        self.kill()
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=self._log)
+        wait_for(self._accepting)
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -163,3 +171,23 @@ def start_server(tmp_path: Path):
     yield start
     for server in servers:
         server.kill()
+
+
+@pytest.fixture
+def spawn():
+    """spawn(args, **popen_kwargs) -> Popen of a console script (the first arg
+    names it), stdin closed and output captured; killed after the test."""
+    procs: List[subprocess.Popen] = []
+
+    def start(args: List[str], **kwargs) -> subprocess.Popen:
+        kwargs = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE,
+                  "stderr": subprocess.PIPE, **kwargs}
+        proc = subprocess.Popen([script(args[0]), *args[1:]], **kwargs)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=IO_TIMEOUT)

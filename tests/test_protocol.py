@@ -1,7 +1,14 @@
-"""The header grammar, fed as bytes in memory: no sockets."""
+"""The header grammar, fed as bytes in memory: no sockets (the atheris run is a
+subprocess, but still no network)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from fuzz_header import check_stream
+from hypothesis import given, settings, strategies as st
 
 from tailsrv.protocol import (MAX_HEADER_BYTES, MAX_OFFSET, MIN_OFFSET, BadHeader,
                               HeaderReader, Request, announcement, byte_position,
@@ -117,3 +124,33 @@ def test_reader_any_chunking(data, step):
 
 def test_announcement():
     assert announcement(12345) == b"12345\n"
+
+
+#: Pieces a header is made of, and pieces that break one, for the fuzz test to
+#: combine: random bytes alone rarely come near the grammar.
+HEADER_PIECES = st.one_of(
+    st.sampled_from([b"0", b"7", b"9" * 19, b"-", b"+", b"l", b"L", b"?", b" ", b"\t",
+                     b"\r", b"\x0b", b"\n", b"\x00", b"_", b"\xd9\xa1", b" " * 60]),
+    st.binary(max_size=4))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(HEADER_PIECES, max_size=40).map(b"".join), st.integers(1, 16))
+def test_fuzz_header_reader(stream, step):
+    """Many generated streams, each fed in chunks: see fuzz_header.check_stream."""
+    check_stream(stream, step)
+
+
+def test_fuzz_header_reader_with_atheris(tmp_path):
+    """libFuzzer-guided inputs for a few seconds, in a subprocess; a crash
+    (any exception but BadHeader) makes it exit non-zero."""
+    pytest.importorskip("atheris")
+    fuzz = Path(__file__).with_name("fuzz_header.py")
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
+    proc = subprocess.run([sys.executable, str(fuzz), "-max_total_time=4", "-rss_limit_mb=1024",
+                           f"-artifact_prefix={tmp_path}/"], cwd=tmp_path, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    assert b"Done " in proc.stderr

@@ -1,0 +1,105 @@
+"""The command line: which cases, at which scale, and the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from .faults import churn, hostile_headers, kill_and_restart
+from .load import fd_exhaustion, follow_clients, slowloris, stalled_readers
+from .report import MiB, Result, report
+from .server import raise_fd_limit
+
+CASES: Dict[str, Callable[..., Result]] = {
+    "follow": follow_clients,
+    "fdlimit": fd_exhaustion,
+    "slowloris": slowloris,
+    "hostile": hostile_headers,
+    "churn": churn,
+    "kill9": kill_and_restart,
+    "stalled": stalled_readers,
+}
+
+#: Counts for --quick: a couple of minutes in all.
+QUICK: Dict[str, dict] = {
+    "follow": dict(clients=1000, rounds=3),
+    "fdlimit": dict(clients=400, settle=3.0, window=3.0),
+    "slowloris": dict(connections=500, header_timeout=3.0, baseline=1.0),
+    "hostile": dict(headers=5000),
+    "churn": dict(duration=15.0),
+    "kill9": dict(mirrors=5, kills=2, interval=1.5),
+    "stalled": dict(stalled=50, active=5, total=64 * MiB),
+}
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="soak", description="A bounded torture run of tailsrv on 127.0.0.1, "
+        "printing a markdown report. Exit status 0 when every case held.")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller counts: a couple of minutes in all")
+    parser.add_argument("--only", metavar="CASES",
+                        help=f"comma-separated cases to run, of: {', '.join(CASES)}")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (server logs, mirrors)")
+    args = parser.parse_args(argv)
+    chosen = args.only.split(",") if args.only else list(CASES)
+    unknown = [c for c in chosen if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    args.cases = chosen
+    return args
+
+
+def run_case(name: str, work: Path, quick: bool) -> Result:
+    """One case; an error of the soak itself becomes a failed result, not a traceback."""
+    try:
+        return CASES[name](work, **(QUICK[name] if quick else {}))
+    except Exception as error:  # a broken case must not stop the others
+        return Result(name, "(the case could not run)",
+                      failures=[f"{type(error).__name__}: {error}"])
+
+
+def _terminate(signum: int, _frame) -> None:
+    raise SystemExit(f"soak: {signal.Signals(signum).name}, stopping")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    limit = raise_fd_limit()
+    work = Path(tempfile.mkdtemp(prefix="tailsrv-soak-"))
+    print(f"soak: fd limit {limit}, work directory {work}", file=sys.stderr)
+    results: List[Result] = []
+    began = time.monotonic()
+    try:
+        for name in args.cases:
+            print(f"soak: {name}...", file=sys.stderr, flush=True)
+            case_began = time.monotonic()
+            result = run_case(name, work, args.quick)
+            print(f"soak: {name}: {'held' if result.ok else 'FAILED'} "
+                  f"({time.monotonic() - case_began:.0f} s)", file=sys.stderr, flush=True)
+            results.append(result)
+    except KeyboardInterrupt:
+        print("soak: interrupted", file=sys.stderr)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(report(results, args.quick, time.monotonic() - began))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump([dict(name=r.name, must_hold=r.must_hold, held=r.ok, figures=r.figures,
+                            failures=r.failures) for r in results], out, indent=2)
+    return 0 if results and all(r.ok for r in results) and len(results) == len(args.cases) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

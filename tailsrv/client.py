@@ -1,0 +1,249 @@
+"""Following a tailsrv server from Python: `follow` yields the file's bytes,
+`follow_lines` its lines, each exactly once and in order, across dropped
+connections.
+
+The client remembers the absolute position of the next byte it expects. When a
+connection drops it reconnects, waiting longer after each failed attempt
+(`reconnect_delay`), and asks for exactly that byte. A start that is not an absolute
+byte (a negative offset, or a line count) is resolved by the server: the client
+adds the ``?`` extension to its first header and the server answers with the
+byte position it chose, one decimal line before the data (see
+`tailsrv.protocol`). Plain non-negative offsets, and any start when reconnecting
+is off, send the header of the original protocol, which every server speaks.
+
+The sockets are ordinary blocking sockets, looked up in the ``socket`` module at
+call time and waited on with ``time.sleep``: in a program that gevent has
+monkey-patched they are gevent's, and following a server is cooperative. This
+module never patches anything itself. TCP keepalive is on, so that a server that
+vanished without closing the connection (a crashed machine, a cut cable) is
+noticed and reconnected to.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Iterable, Iterator, Optional, Tuple, Union
+
+log = logging.getLogger(__name__)
+
+#: Seconds a connection attempt may take. Afterwards reads wait as long as the
+#: file is idle: a quiet file is normal, and keepalive notices a dead server.
+CONNECT_TIMEOUT = 10.0
+
+#: Bytes asked of the socket per read: a few pages, so a fast stream is read in
+#: few calls without holding much memory per follower.
+RECV_BYTES = 256 * 1024
+
+#: Seconds before the first reconnection attempt: short, because most drops
+#: are a server restart that is over in a moment.
+RECONNECT_DELAY = 0.25
+
+#: The longest wait between attempts, however long the server stays away: a
+#: client finds a server that comes back within half a minute.
+MAX_RECONNECT_DELAY = 30.0
+
+#: Keepalive: probe after this many idle seconds, every ``INTERVAL`` seconds,
+#: and give up after ``COUNT`` unanswered probes. A dead server is noticed about
+#: two minutes after the last traffic, instead of the kernel's two hours.
+KEEPALIVE_IDLE = 60
+KEEPALIVE_INTERVAL = 10
+KEEPALIVE_COUNT = 6
+
+#: Longest announcement line accepted: a signed 64-bit number and its newline.
+MAX_ANNOUNCEMENT_BYTES = 21
+
+#: Where to connect: ``(host, port)`` for TCP, or a unix socket's path.
+Target = Union[Tuple[str, int], str]
+
+
+class BadAddress(ValueError):
+    """An address that is none of ``HOST:PORT``, ``[IPV6]:PORT``, ``unix:PATH``."""
+
+
+class ProtocolError(Exception):
+    """The server answered something the protocol does not allow; retrying
+    would not help."""
+
+
+def parse_address(text: str) -> Target:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` -> ``(host, port)``; ``unix:PATH`` -> PATH.
+
+    An IPv6 address needs its brackets, since its colons would make the port
+    ambiguous. Raises `BadAddress` with a reason a user can act on.
+    """
+    if text.startswith("unix:"):
+        path = text[len("unix:"):]
+        if not path:
+            raise BadAddress(f"{text!r}: no path after 'unix:'")
+        return path
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        raise BadAddress(f"{text!r}: expected HOST:PORT, [IPV6]:PORT or unix:PATH")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise BadAddress(f"{text!r}: put an IPv6 address in brackets, as in [::1]:4321")
+    if not host or "[" in host or "]" in host:
+        raise BadAddress(f"{text!r}: no host before the port")
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise BadAddress(f"{text!r}: the port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+def header(offset: int = 0, lines: Optional[int] = None, announce: bool = False) -> bytes:
+    """The header asking for ``offset`` (bytes) or, when given, ``lines``."""
+    number = b"%d" % offset if lines is None else b"%dl" % lines
+    return number + (b"?" if announce else b"") + b"\n"
+
+
+def parse_announcement(buffer: bytes) -> Optional[Tuple[int, bytes]]:
+    """Split what a ``?`` header got back into ``(position, file data)``.
+
+    None while the announcement's newline has not arrived yet; `ProtocolError`
+    when the bytes cannot be an announcement.
+    """
+    end = buffer.find(b"\n", 0, MAX_ANNOUNCEMENT_BYTES)
+    if end < 0:
+        if len(buffer) >= MAX_ANNOUNCEMENT_BYTES:
+            raise ProtocolError(f"expected a start position, got {buffer[:24]!r}")
+        return None
+    digits = buffer[:end]
+    if not (digits.isdigit() and digits.isascii()):
+        raise ProtocolError(f"expected a start position, got {digits!r}")
+    return int(digits), buffer[end + 1:]
+
+
+def reconnect_delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` attempts in a row came to nothing:
+    `RECONNECT_DELAY`, doubling with each failure, at most `MAX_RECONNECT_DELAY`."""
+    return min(RECONNECT_DELAY * 2 ** min(failures, 32), MAX_RECONNECT_DELAY)
+
+
+def follow(address: str, offset: int = 0, lines: Optional[int] = None,
+           reconnect: bool = True) -> Iterator[bytes]:
+    """Yield the bytes of the file the server at ``address`` streams.
+
+    Starts at byte ``offset`` (negative: that many bytes before the end) or,
+    when ``lines`` is given, at a line (negative: the last ``-lines`` lines, as
+    ``tail -n``; positive: after the first ``lines`` lines). Never ends by
+    itself while ``reconnect`` is true: a dropped connection, or a server that
+    is not there yet, is retried after `reconnect_delay`, resuming after the last byte
+    yielded. With ``reconnect`` false the generator ends when the server closes
+    the connection and raises OSError on a network error, its ``filename``
+    being ``address``.
+
+    Raises `BadAddress` for a malformed address when called, before any I/O;
+    the iterator raises `ProtocolError` if the server sends a malformed start
+    position.
+    """
+    if lines is not None and offset:
+        raise ValueError("give an offset or a line count, not both")
+    target = parse_address(address)
+    position = offset if lines is None and offset >= 0 else None
+    first = header(offset, lines, announce=reconnect and position is None)
+    return _stream(address, target, first, position, reconnect)
+
+
+def _stream(address: str, target: Target, first: bytes, position: Optional[int],
+            reconnect: bool) -> Iterator[bytes]:
+    """`follow`'s generator: ``first`` is the header while ``position``, the
+    absolute position of the next byte, is unknown (None)."""
+    failures = 0
+    while True:
+        try:
+            with _connect(target) as sock:
+                sock.sendall(first if position is None else header(position))
+                if position is None and reconnect:
+                    position, data = _read_announcement(sock)
+                else:
+                    data = b""
+                while True:
+                    data = data or sock.recv(RECV_BYTES)
+                    if not data:
+                        break
+                    failures = 0
+                    if position is not None:
+                        position += len(data)
+                    yield data
+                    data = b""
+            why = "closed by the server"
+        except OSError as error:
+            if not reconnect:
+                if error.filename is None:
+                    error.filename = address  # so that messages say which server
+                raise
+            why = error.strerror or str(error) or type(error).__name__
+        if not reconnect:
+            return
+        delay = reconnect_delay(failures)
+        failures += 1
+        log.warning("connection to %s: %s; reconnecting in %g s", address, why, delay)
+        time.sleep(delay)
+
+
+def follow_lines(address: str, offset: int = 0, lines: Optional[int] = None,
+                 reconnect: bool = True) -> Iterator[bytes]:
+    """Like `follow`, but yield complete lines, each ending with ``b"\\n"``.
+
+    A line is held back until its newline arrives. Starting at a byte offset
+    in the middle of a line makes the first line a partial one.
+    """
+    return split_lines(follow(address, offset, lines, reconnect))
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Regroup byte chunks into lines ending with ``b"\\n"``; a final
+    unterminated piece is never yielded."""
+    partial = []
+    for chunk in chunks:
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            partial.append(chunk)
+            continue
+        partial.append(chunk[:end])
+        for line in b"".join(partial).split(b"\n"):
+            yield line + b"\n"
+        partial = [chunk[end + 1:]]
+
+
+def _connect(target: Target) -> socket.socket:
+    """A connected blocking socket: only connecting has a timeout."""
+    if isinstance(target, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(CONNECT_TIMEOUT)
+            sock.connect(target)
+        except BaseException:
+            sock.close()
+            raise
+    else:
+        sock = socket.create_connection(target, timeout=CONNECT_TIMEOUT)
+        _keepalive(sock)
+    sock.settimeout(None)
+    return sock
+
+
+def _keepalive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+                        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+                        ("TCP_KEEPCNT", KEEPALIVE_COUNT)):
+        option = getattr(socket, name, None)
+        if option is not None:  # Linux and most BSDs; elsewhere the OS's defaults
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+def _read_announcement(sock: socket.socket) -> Tuple[int, bytes]:
+    """Read until the start position is in; return it and the data after it."""
+    data = b""
+    while True:
+        parsed = parse_announcement(data)
+        if parsed is not None:
+            return parsed
+        more = sock.recv(RECV_BYTES)
+        if not more:
+            raise ConnectionError("closed before announcing the start position "
+                                  "(as a server without the '?' extension does)")
+        data += more

@@ -1,0 +1,93 @@
+"""What the client scripts (tscat, tssync) share: docopt parsing, signals, exit
+statuses and one-line error messages, so that neither shows a traceback.
+
+Exit statuses, as the scripts' usage texts promise: 0 when done or stopped by
+SIGTERM, 1 on a runtime error, 2 on bad usage, 130 after Ctrl-C (SIGINT, the
+shell's convention).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+from docopt import DocoptExit, docopt
+
+from . import __version__
+from .client import BadAddress, ProtocolError
+
+#: Exit status after Ctrl-C: 128 + SIGINT, what a shell reports for a program
+#: that SIGINT ended.
+INTERRUPTED = 128 + signal.SIGINT
+
+Args = Dict[str, Any]
+
+
+class UsageError(Exception):
+    """An argument docopt accepted but whose value is wrong."""
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: stop as after a normal end."""
+
+
+def run(doc: str, argv: Optional[List[str]], body: Callable[[Args], int]) -> int:
+    """Parse ``argv`` against the usage ``doc`` and run ``body(args)``.
+
+    The script's name is the first word of ``doc``. Errors become one line on
+    stderr and an exit status; the `tailsrv.client` log (reconnections) goes
+    to stderr too, prefixed with the name.
+    """
+    name = doc.split()[0]
+    try:
+        args = docopt(doc, argv, version=f"{name} {__version__}")
+    except DocoptExit as usage:
+        print(usage, file=sys.stderr)
+        return 2
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"{name}: %(message)s"))
+    logging.getLogger("tailsrv").addHandler(handler)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return body(args)
+    except (UsageError, BadAddress) as error:
+        print(f"{name}: {error}\n{usage_section(doc)}", file=sys.stderr)
+        return 2
+    except (OSError, ProtocolError) as error:
+        print(f"{name}: {describe(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    except Terminated:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def integer(args: Args, option: str) -> Optional[int]:
+    """The value of an integer option, or None when it was not given."""
+    value = args[option]
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"invalid {option} {value!r}: expected an integer") from None
+
+
+def describe(error: BaseException) -> str:
+    """An OSError as ``strerror: filename`` rather than ``[Errno 2] ...``."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return str(error)
+
+
+def usage_section(doc: str) -> str:
+    """The ``Usage:`` lines of a usage text, for a message after a bad argument."""
+    return next(part for part in doc.split("\n\n") if part.startswith("Usage:")).strip()
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
