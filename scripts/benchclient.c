@@ -238,7 +238,10 @@ static int run_lat(int clients, const char *path, double rate, double seconds) {
             }
         }
     }
-    if (ready < clients) { fprintf(stderr, "only %d of %d clients caught up\n", ready, clients); return 1; }
+    if (ready < clients) {
+        fprintf(stderr, "only %d of %d clients caught up\n", ready, clients);
+        return 1;
+    }
 
     struct writer w = {.fd = file, .rate = rate, .count = (uint64_t)(rate * seconds)};
     pthread_t thread;
