@@ -1,7 +1,7 @@
 """tailsrv - stream a growing file to many TCP clients, like `tail -f` as a server.
 
 Usage:
-  tailsrv -p PORT [options] PATH
+  tailsrv [-p PORT] [--bind ADDR]... [options] PATH
   tailsrv (-h | --help)
   tailsrv --version
 
@@ -12,9 +12,29 @@ until the client disconnects. PATH need not exist yet: clients are held until
 it appears. When PATH is deleted or moved the server closes every client and
 exits with status 0.
 
+Two header extensions, which clients of the original never send: a number
+ending in `l` counts lines, like `tail -n` (`-10l` the last 10 lines, `25l`
+after the first 25, waiting for them); a final `?` (`-10l?`) makes the server
+first send the byte position it starts at, as one decimal line.
+
 Options:
-  -p PORT, --port PORT         TCP port to listen on, on every interface (IPv6
-                               and IPv4).
+  -p PORT, --port PORT         TCP port to listen on: on every interface (IPv6
+                               and IPv4), or on the addresses of --bind. Needed
+                               unless every address given is a unix socket or
+                               systemd passes the sockets.
+  --bind ADDR                  Listen on ADDR instead of every interface; give
+                               it again for more. ADDR is an IPv4 or IPv6
+                               address (127.0.0.1, ::1, [::1]) on the port of
+                               option -p (an IPv6 address listens on IPv6
+                               only), or unix:PATH, a unix stream socket of
+                               mode 0660 (a stale socket file is replaced, the
+                               file is removed at exit; unix:@NAME is an
+                               abstract socket).
+  --max-clients N              Serve at most N connections at once; more are
+                               accepted, logged and closed at once.
+  --metrics ADDR:PORT          Serve Prometheus metrics over HTTP at
+                               http://ADDR:PORT/metrics (127.0.0.1:9100,
+                               [::1]:9100, or :9100 for every interface).
   --linger-after-file-is-gone  Keep running and serving the open file after PATH
                                is deleted or moved.
   --header-timeout SECS        Seconds a client has to send its header before it
@@ -25,6 +45,24 @@ Options:
   -h, --help                   Show this help and exit.
   --version                    Show the version and exit.
 
+Truncation: when PATH shrinks, clients whose position lies past its new end are
+disconnected (their offsets mean nothing any more) and logged; the others go on.
+
+Socket activation: started by systemd with sockets to serve ($LISTEN_FDS and
+$LISTEN_PID), the server serves on those and binds nothing itself: the
+options --port and --bind are then ignored. With $NOTIFY_SOCKET set it reports
+READY=1 and STOPPING=1 (Type=notify).
+
+Descriptors: at start the soft limit on open files is raised to the hard limit
+(one descriptor per client). When they run out, new connections wait in the
+backlog, logged once, while current clients are served.
+
+Examples:
+  tailsrv -p 4321 /var/log/app.log
+  tailsrv -p 4321 --bind 127.0.0.1 --bind ::1 --metrics 127.0.0.1:9100 app.log
+  tailsrv --bind unix:/run/tailsrv/app.sock --max-clients 1000 app.log
+  echo -10l | nc localhost 4321        (the last 10 lines, then what is appended)
+
 Exit status: 0 after SIGTERM, SIGINT or PATH gone; 1 on a runtime error (port in
 use, PATH unusable, the file could no longer be read); 2 on bad usage.
 """
@@ -33,16 +71,20 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import gevent
 from docopt import DocoptExit, docopt
 
 from . import __version__
-from .listeners import tcp_listener
+from .accept import raise_open_files_limit
+from .listeners import (Bind, describe, inherited_listener, open_listener, parse_bind,
+                        parse_host_port, remove_socket_file, tcp_listener)
+from .metrics import MetricsServer
 from .server import TailServer
-from .systemd import journal_handler, notify
+from .systemd import journal_handler, listen_fds, notify
 
 log = logging.getLogger("tailsrv")
 
@@ -56,41 +98,107 @@ class UsageError(Exception):
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = docopt(__doc__, argv, version=f"tailsrv {__version__}")
-        port = _port(args["--port"])
+        port = _port(args["--port"]) if args["--port"] is not None else None
+        binds = [_parsed(parse_bind, text, "--bind") for text in args["--bind"]]
+        max_clients = _count(args["--max-clients"], "--max-clients")
+        metrics = _parsed(parse_host_port, args["--metrics"], "--metrics")
         header_timeout = _positive(args["--header-timeout"], "--header-timeout")
         level = _choice(args["--log-level"], LOG_LEVELS, "--log-level")
+        activated = listen_fds()
+        if port is None and not activated and not (binds and all(b.unix for b in binds)):
+            raise UsageError("-p PORT is required, unless every --bind is unix:PATH "
+                             "or systemd passes the sockets")
     except DocoptExit as usage:
         print(usage, file=sys.stderr)
         return 2
-    except UsageError as error:
+    except (UsageError, ValueError) as error:
         print(f"tailsrv: {error}\n{_usage()}", file=sys.stderr)
         return 2
     if not setup_logging(level, args["--journald"]):
         return 1
+    raise_open_files_limit()
+    listeners: List[socket.socket] = []
+    owned: List[str] = []  # unix socket files to remove at exit
     try:
-        listener = tcp_listener(port)
+        if activated:
+            if port is not None or binds:
+                log.info("serving on the sockets systemd passed; ignoring -p and --bind")
+            for fd, name in activated:
+                listeners.append(inherited_listener(fd))
+                log.info("systemd passed fd %d (%s): %s", fd, name, describe(listeners[-1]))
+        else:
+            for bind in binds or [Bind()]:
+                listeners.append(_listen(bind, port))
+                if bind.unix is not None and not bind.unix.startswith("@"):
+                    owned.append(bind.unix)
+        metrics_listener = _listen_metrics(metrics) if metrics else None
+        where = ", ".join(describe(listener) for listener in listeners)
+        if not activated and not binds:  # as the original says it
+            where = f"port {port} ({where})"
+        return run(args, listeners, where, metrics_listener, header_timeout, max_clients)
     except OSError as error:
-        log.error("cannot listen on port %d: %s", port, error.strerror or error)
+        log.error("%s", error.strerror if error.filename is None and error.strerror
+                  else error)
+        for listener in listeners:
+            listener.close()
         return 1
-    server = TailServer(listener, args["PATH"], linger=args["--linger-after-file-is-gone"],
-                        header_timeout=header_timeout)
+    finally:
+        for path in owned:
+            remove_socket_file(path)
+
+
+def _listen(bind: Bind, port: Optional[int]) -> socket.socket:
+    try:
+        return open_listener(bind, port)
+    except OSError as error:
+        where = (str(bind) if bind.unix is not None
+                 else f"{bind.host} port {port}" if bind.host else f"port {port}")
+        raise OSError(error.errno, f"cannot listen on {where}: {error.strerror or error}") \
+            from None
+
+
+def _listen_metrics(address: Tuple[str, int]) -> socket.socket:
+    host, port = address
+    try:
+        return tcp_listener(port, host)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot serve metrics on {host or '*'}:{port}: "
+                      f"{error.strerror or error}") from None
+
+
+def run(args, listeners: List[socket.socket], where: str,
+        metrics_listener: Optional[socket.socket], header_timeout: float,
+        max_clients: Optional[int]) -> int:
+    """Follow the file, serve on ``listeners`` (described by ``where`` in the
+    log), and return the exit status."""
+    path = args["PATH"]
+    server = TailServer(listeners, path, linger=args["--linger-after-file-is-gone"],
+                        header_timeout=header_timeout, max_clients=max_clients)
     try:
         server.start()
     except OSError as error:
-        log.error("cannot follow %s: %s", args["PATH"], error.strerror or error)
-        listener.close()
-        return 1
-    return serve(server, port)
+        raise OSError(error.errno, f"cannot follow {path}: {error.strerror or error}") \
+            from None
+    metrics = None
+    if metrics_listener is not None:
+        metrics = MetricsServer(metrics_listener, server)
+        metrics.start()
+        log.info("metrics at http://%s/metrics", describe(metrics_listener))
+    try:
+        return serve(server, where)
+    finally:
+        if metrics is not None:
+            metrics.stop(timeout=0)
 
 
-def serve(server: TailServer, port: int) -> int:
+def serve(server: TailServer, where: str) -> int:
     """Run until a signal or the file going away stops the server."""
     def stop(signum: int) -> None:
         log.info("%s received; shutting down", signal.Signals(signum).name)
         server.stop()
 
     handlers = [gevent.signal_handler(s, stop, s) for s in (signal.SIGTERM, signal.SIGINT)]
-    log.info("listening on port %d", port)
+    log.info("listening on %s", where)
     notify("READY=1")
     try:
         server.serve_forever()
@@ -128,6 +236,23 @@ def _port(value: str) -> int:
     if value.isdigit() and 0 < int(value) < 65536:
         return int(value)
     raise UsageError(f"invalid port {value!r}: expected a number from 1 to 65535")
+
+
+def _count(value: Optional[str], option: str) -> Optional[int]:
+    if value is None:
+        return None
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise UsageError(f"invalid {option} {value!r}: expected a positive whole number")
+
+
+def _parsed(parse, value: Optional[str], option: str):
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as error:
+        raise UsageError(f"invalid {option} {value!r}: {error}") from None
 
 
 def _positive(value: str, option: str) -> float:

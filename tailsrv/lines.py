@@ -5,6 +5,10 @@ length)`` callable rather than a file, and a ``pause()`` callable that they call
 between blocks: the server passes ``gevent.sleep(0)`` so that scanning a large
 file never stalls the other clients, and tests pass plain functions. A negative
 count scans backwards from the end, reading only as much as it needs.
+
+Each block's newlines are counted in C (``bytes.count``); only the block holding
+the line asked for is searched newline by newline, so a scan costs about as
+much as reading the bytes, however short the lines.
 """
 
 from __future__ import annotations
@@ -33,14 +37,13 @@ def start_of_last_lines(read: Read, size: int, count: int, pause: Pause) -> int:
     while end > 0:
         begin = max(0, end - BLOCK)
         block = read(begin, end - begin)
-        index = len(block)
-        while True:
-            index = block.rfind(b"\n", 0, index)
-            if index < 0:
-                break
-            count -= 1
-            if count == 0:
-                return begin + index + 1
+        newlines = block.count(b"\n")
+        if newlines >= count:
+            index = len(block)
+            for _ in range(count):
+                index = block.rfind(b"\n", 0, index)
+            return begin + index + 1
+        count -= newlines
         end = begin
         pause()
     return 0
@@ -60,14 +63,13 @@ def end_of_first_lines(
         block = read(position, min(BLOCK, size - position))
         if not block:
             break
-        index = -1
-        while count > 0:
-            index = block.find(b"\n", index + 1)
-            if index < 0:
-                break
-            count -= 1
-        if count == 0:
+        newlines = block.count(b"\n")
+        if newlines >= count:
+            index = -1
+            for _ in range(count):
+                index = block.find(b"\n", index + 1)
             return position + index + 1, 0
+        count -= newlines
         position += len(block)
         pause()
     return (position, 0) if count == 0 else (None, count)

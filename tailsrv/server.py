@@ -10,6 +10,10 @@ other gevent servers::
 
     server = TailServer(tcp_listener(4321), "/var/log/app.log")
     server.serve_forever()
+
+One server may listen on several sockets (``TailServer([tcp_listener(4321),
+unix_listener("/run/app.sock")], path)``): they share the file's one
+descriptor, its watcher, the client pool and ``max_clients``.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import logging
 import os
 import socket
 import time
-from typing import Optional
+from collections import Counter
+from typing import Optional, Set
 
 import gevent
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
+from .accept import AcceptBackoff
 from .lines import end_of_first_lines, start_of_last_lines
 from .protocol import BadHeader, HeaderReader, Request, announcement, byte_position
 from .stream import Fanout, Follower, Truncated
@@ -35,13 +41,22 @@ log = logging.getLogger(__name__)
 #: header can be, so a well-behaved client is read in one call.
 HEADER_READ = 128
 
+#: Why a connection may be closed without file data: the keys of
+#: `TailServer.rejected`.
+REJECT_REASONS = ("bad_header", "max_clients")
 
-class TailServer(StreamServer):
+
+class TailServer(AcceptBackoff, StreamServer):
     """Streams the file at ``path`` to every client of ``listener``.
 
-    ``listener`` is a bound, listening socket (see `tailsrv.listeners`) or an
-    address as `gevent.server.StreamServer` takes it. The server stops by itself
-    when the file is deleted or moved, unless ``linger`` is true.
+    ``listener`` is a bound, listening socket (see `tailsrv.listeners`), an
+    address as `gevent.server.StreamServer` takes it, or a list of listening
+    sockets served together. The server stops by itself when the file is
+    deleted or moved, unless ``linger`` is true.
+
+    For monitoring (see `tailsrv.metrics`): ``accepted`` counts connections
+    accepted, ``rejected`` those turned away by reason, ``followers`` are the
+    clients streaming now.
     """
 
     #: Seconds a client has to send a complete header. Long enough for a person
@@ -53,6 +68,10 @@ class TailServer(StreamServer):
     #: bounds the time spent closing them.
     stop_timeout = 1.0
 
+    #: Most connections served at once; more are accepted and closed at once
+    #: rather than left in the backlog. None: no limit but the descriptors.
+    max_clients: Optional[int] = None
+
     def __init__(
         self,
         listener,
@@ -60,13 +79,24 @@ class TailServer(StreamServer):
         *,
         linger: bool = False,
         header_timeout: Optional[float] = None,
+        max_clients: Optional[int] = None,
         spawn=None,
     ) -> None:
-        super().__init__(listener, spawn=spawn if spawn is not None else Pool())
+        listeners = listener if isinstance(listener, list) else [listener]
+        if not listeners:
+            raise ValueError("TailServer needs at least one listener")
+        super().__init__(listeners[0], spawn=spawn if spawn is not None else Pool())
         if header_timeout is not None:
             self.header_timeout = header_timeout
+        if max_clients is not None:
+            self.max_clients = max_clients
         self.watch = FileWatch(path, linger=linger)
         self.fanout = Fanout(self.watch)
+        self.siblings = [_Sibling(extra, self) for extra in listeners[1:]]
+        self.accepted = 0
+        self.rejected: Counter = Counter()
+        self.followers: Set[Follower] = set()
+        self._sent_by_gone = 0
 
     def start(self) -> None:
         """Start following the file and accepting clients.
@@ -76,6 +106,14 @@ class TailServer(StreamServer):
         self.watch.start()
         self.watch.gone.rawlink(self._file_gone)
         super().start()
+        for sibling in self.siblings:
+            sibling.start()
+
+    def close(self) -> None:
+        """Stop accepting on every listener and close them."""
+        for sibling in self.siblings:
+            sibling.close()
+        super().close()
 
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop accepting, disconnect every client, stop following the file."""
@@ -86,12 +124,25 @@ class TailServer(StreamServer):
     def _file_gone(self, _event) -> None:
         gevent.spawn(self.stop)
 
+    def do_handle(self, sock, address) -> None:
+        """Serve a new connection, or close it at once when ``max_clients``
+        are already being served."""
+        self.accepted += 1
+        if self.max_clients is not None and len(self.pool) >= self.max_clients:
+            self.rejected["max_clients"] += 1
+            log.warning("%s refused: already serving %d clients (--max-clients)",
+                        format_peer(address), self.max_clients)
+            sock.close()
+            return
+        super().do_handle(sock, address)
+
     def handle(self, sock, address) -> None:
         peer = format_peer(address)
         began = time.monotonic()
         try:
             request = self.read_header(sock)
         except BadHeader as reason:
+            self.rejected["bad_header"] += 1
             log.warning("%s rejected: %s", peer, reason)
             return
         except OSError as error:
@@ -101,6 +152,7 @@ class TailServer(StreamServer):
         start = self.start_position(request)
         log.info("%s connected: header %s, starting at byte %d", peer, request, start)
         follower = Follower(self.fanout, sock, start)
+        self.followers.add(follower)
         why = "server stopping"
         try:
             if request.announce:
@@ -116,6 +168,8 @@ class TailServer(StreamServer):
             log.error("%s disconnected: %s", peer, why)
             log.debug("internal error details", exc_info=True)
         finally:
+            self.followers.discard(follower)
+            self._sent_by_gone += follower.sent
             log.info(
                 "%s disconnected (%s): sent %d bytes from byte %d in %.3f s",
                 peer, why, follower.sent, start, time.monotonic() - began,
@@ -155,6 +209,8 @@ class TailServer(StreamServer):
         position, remaining = 0, request.offset
         while remaining:
             size = watch.size
+            if size < position:  # truncated while we waited: count from the start again
+                position, remaining = 0, request.offset
             if watch.fd is not None and position < size:
                 found, remaining = end_of_first_lines(
                     self._read, position, size, remaining, gevent.sleep)
@@ -167,6 +223,28 @@ class TailServer(StreamServer):
 
     def _read(self, offset: int, length: int) -> bytes:
         return os.pread(self.watch.fd, length, offset)
+
+    def bytes_sent(self) -> int:
+        """File bytes sent to every client since the start."""
+        return self._sent_by_gone + sum(f.sent for f in self.followers)
+
+    def slowest_lag(self) -> int:
+        """How many bytes the furthest-behind client has yet to receive (0
+        when every client is caught up or waiting for bytes yet to come)."""
+        size = self.watch.size
+        return max([0, *(size - f.offset for f in self.followers)])
+
+
+class _Sibling(AcceptBackoff, StreamServer):
+    """One more listener of a `TailServer`: its connections go to the owner,
+    which counts and serves them in its own pool."""
+
+    def __init__(self, listener, owner: TailServer) -> None:
+        super().__init__(listener, owner.handle, spawn=owner.pool)
+        self.owner = owner
+
+    def do_handle(self, sock, address) -> None:
+        self.owner.do_handle(sock, address)
 
 
 def tune(sock) -> None:

@@ -1,8 +1,9 @@
-"""Talking to systemd: readiness notification and the journal.
+"""Talking to systemd: readiness notification, the journal, socket activation.
 
-Pure standard library (no compiled ``systemd`` binding): both are datagrams on a
-unix socket. Each function does nothing when its environment variable is
-absent, so the same binary runs under systemd and outside it.
+Pure standard library (no compiled ``systemd`` binding): notifications and
+journal records are datagrams on a unix socket, and activation is three
+environment variables. Each function does nothing when its environment variable
+is absent, so the same binary runs under systemd and outside it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,19 @@ import os
 import socket
 import struct
 import sys
-from typing import Dict, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
 #: Where journald takes native-protocol datagrams.
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+#: The first descriptor systemd passes (sd_listen_fds(3)): 0-2 are stdio.
+LISTEN_FDS_START = 3
+
+#: The environment of socket activation, removed once read so that no child
+#: process takes the sockets for its own.
+LISTEN_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 
 #: syslog priorities for logging's levels (journald's PRIORITY field).
 _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4,
@@ -124,3 +132,32 @@ def journal_handler() -> Optional[logging.Handler]:
     if os.path.exists(JOURNAL_SOCKET):
         return JournalHandler()
     return None
+
+
+def parse_listen_fds(environ: Mapping[str, str], pid: int) -> List[Tuple[int, str]]:
+    """The sockets systemd passed to process ``pid``, as ``(fd, name)`` pairs.
+
+    Socket activation (sd_listen_fds(3)): ``$LISTEN_FDS`` sockets start at fd 3,
+    named by the colon-separated ``$LISTEN_FDNAMES`` (``FileDescriptorName=``;
+    systemd's default is the socket unit's name, here "unknown" when absent).
+    They are for us only when ``$LISTEN_PID`` is our pid: a variable inherited
+    from a parent means nothing. An empty list when there are none; ValueError
+    when the variables are malformed.
+    """
+    count = environ.get("LISTEN_FDS")
+    if count is None or environ.get("LISTEN_PID") != str(pid):
+        return []
+    if not count.isdigit():
+        raise ValueError(f"LISTEN_FDS={count!r} is not a number")
+    names = environ.get("LISTEN_FDNAMES", "").split(":")
+    return [(LISTEN_FDS_START + i, names[i] if i < len(names) and names[i] else "unknown")
+            for i in range(int(count))]
+
+
+def listen_fds() -> List[Tuple[int, str]]:
+    """`parse_listen_fds` for this process; removes the variables from the
+    environment (as ``sd_listen_fds(1)`` does) so children do not see them."""
+    fds = parse_listen_fds(os.environ, os.getpid())
+    for name in LISTEN_VARIABLES:
+        os.environ.pop(name, None)
+    return fds

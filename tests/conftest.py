@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import pytest
 
@@ -98,17 +98,41 @@ def wait_for(predicate, timeout: float = IO_TIMEOUT, interval: float = 0.02):
 
 
 class Server:
-    """A ``tailsrv`` console-script process; stderr goes to a log file."""
+    """A ``tailsrv`` console-script process; stderr goes to a log file.
 
-    def __init__(self, path: Path, args: List[str], log: Path, env=None) -> None:
+    ``prefix`` is a command that runs it (e.g. ``prlimit --nofile=64``).
+    Started means READY=1 received on ``$NOTIFY_SOCKET`` (unless ``env`` gives
+    one), so the file is open: a connect alone succeeds as soon as the port
+    is bound, before the server has started."""
+
+    def __init__(self, path: Path, args: List[str], log: Path, env=None,
+                 prefix: Sequence[str] = ()) -> None:
         self.path = path
         self.port = free_port()
         self.log_path = log
-        self.args = [script("tailsrv"), "-p", str(self.port), *args, str(path)]
+        self.args = [*prefix, script("tailsrv"), "-p", str(self.port), *args, str(path)]
         self._log = open(log, "wb")
+        own_notify = env is None or "NOTIFY_SOCKET" not in env
+        env = dict(os.environ if env is None else env)
+        self._notify: Optional[socket.socket] = None
+        if own_notify:
+            self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._notify.bind(f"\0tailsrv-test-{os.getpid()}-{id(self)}")
+            self._notify.settimeout(0.05)
+            env["NOTIFY_SOCKET"] = "@" + self._notify.getsockname()[1:].decode()
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=self._log, env=env)
+        if self._notify is not None:
+            wait_for(self._ready)
         wait_for(self._accepting)
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"tailsrv exited early ({self.proc.returncode}):\n{self.log}")
+        try:
+            return b"READY=1" in self._notify.recv(256)
+        except socket.timeout:
+            return False
 
     def _accepting(self) -> bool:
         if self.proc.poll() is not None:
@@ -148,6 +172,8 @@ class Server:
             self.proc.kill()
             self.proc.wait(IO_TIMEOUT)
         self._log.close()
+        if self._notify is not None:
+            self._notify.close()
 
 
 @pytest.fixture
@@ -163,8 +189,9 @@ def start_server(tmp_path: Path):
     """start_server(path, *args) -> a running Server, killed after the test."""
     servers: List[Server] = []
 
-    def start(path: Path, *args: str, env=None) -> Server:
-        server = Server(path, list(args), tmp_path / f"tailsrv-{len(servers)}.log", env=env)
+    def start(path: Path, *args: str, env=None, prefix: Sequence[str] = ()) -> Server:
+        server = Server(path, list(args), tmp_path / f"tailsrv-{len(servers)}.log", env=env,
+                        prefix=prefix)
         servers.append(server)
         return server
 

@@ -78,8 +78,6 @@ def test_fd_exhaustion(fd_exhaustion):
     assert not failures(fd_exhaustion, "tracebacks")
 
 
-@pytest.mark.xfail(reason="gevent's StreamServer logs a traceback for each EMFILE from "
-                          "accept() until the server handles it (operations issue)")
 def test_fd_exhaustion_logs_no_traceback(fd_exhaustion):
     assert not failures(fd_exhaustion)
 

@@ -1,0 +1,79 @@
+"""Prometheus metrics: ``/metrics`` served by `gevent.pywsgi` in the server's
+own process and event loop.
+
+Nothing is counted on the per-append path: a custom collector reads the live
+state of the `TailServer` when Prometheus scrapes (the pool's size, the
+followers' offsets, the file's size), and the few counters the server keeps
+move once per connection, not per byte. A scrape costs one pass over the
+connected clients.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+from gevent.pywsgi import WSGIServer
+from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .accept import AcceptBackoff
+from .server import REJECT_REASONS, TailServer
+
+log = logging.getLogger(__name__)
+
+#: The one path served; anything else is a 404.
+METRICS_PATH = "/metrics"
+
+
+class TailCollector(Collector):
+    """The metrics of one `TailServer`, read from its state at scrape time."""
+
+    def __init__(self, server: TailServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[Metric]:
+        server = self.server
+        yield GaugeMetricFamily(
+            "tailsrv_clients", "Connections being served, including those still "
+            "sending their header.", value=len(server.pool))
+        yield CounterMetricFamily(
+            "tailsrv_connections_accepted", "Connections accepted, including those "
+            "then rejected.", value=server.accepted)
+        rejected = CounterMetricFamily(
+            "tailsrv_connections_rejected", "Connections closed without file data: "
+            "bad_header (malformed, too long or too late), max_clients (--max-clients "
+            "reached).", labels=["reason"])
+        for reason in REJECT_REASONS:
+            rejected.add_metric([reason], server.rejected[reason])
+        yield rejected
+        yield CounterMetricFamily(
+            "tailsrv_sent_bytes", "File bytes sent to clients.", value=server.bytes_sent())
+        yield GaugeMetricFamily(
+            "tailsrv_file_size_bytes", "Size of the file served (0 until it exists).",
+            value=server.watch.size)
+        yield GaugeMetricFamily(
+            "tailsrv_slowest_client_lag_bytes", "Bytes the furthest-behind client has "
+            "yet to receive.", value=server.slowest_lag())
+        yield CounterMetricFamily(
+            "tailsrv_file_truncations", "Times the file shrank.",
+            value=server.watch.truncations)
+
+
+class MetricsServer(AcceptBackoff, WSGIServer):
+    """Serves ``/metrics`` for ``server`` on ``listener``, logging no access
+    lines and sending errors to the log rather than stderr."""
+
+    def __init__(self, listener, server: TailServer) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(TailCollector(server))
+        ProcessCollector(registry=registry)  # open fds vs. the limit, memory, CPU
+        self._metrics = make_wsgi_app(registry)
+        super().__init__(listener, self._route, log=None, error_log=log)
+
+    def _route(self, environ, start_response):
+        if environ.get("PATH_INFO") == METRICS_PATH:
+            return self._metrics(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"not found: metrics are at {METRICS_PATH}\n".encode()]
