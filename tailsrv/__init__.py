@@ -5,14 +5,11 @@ A drop-in replacement for the Rust tailsrv, built on gevent. The public API is
 command line listens on).
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from .listeners import tcp_listener
+from .server import TailServer
 
-try:
-    __version__ = version("tailsrv")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
-
-from .listeners import tcp_listener  # noqa: E402
-from .server import TailServer  # noqa: E402
+#: The one place the version is written (setup.py reads it from here): a
+#: literal, because asking importlib.metadata costs 2.4 MiB of imports per server.
+__version__ = "0.1.0"
 
 __all__ = ["TailServer", "tcp_listener", "__version__"]

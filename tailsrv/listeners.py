@@ -19,8 +19,7 @@ import ipaddress
 import os
 import socket
 import stat
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 #: Pending connections the kernel may queue. The original's 128 drops SYNs when
 #: a thousand clients connect at once; the kernel caps this at somaxconn anyway.
@@ -36,8 +35,7 @@ _NO_IPV6 = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
 _UNIX_PREFIX = "unix:"
 
 
-@dataclass(frozen=True)
-class Bind:
+class Bind(NamedTuple):
     """One ``--bind`` address: a TCP host (a literal IP address, ``""`` for
     every interface) or, when ``unix`` is set, the path of a unix socket."""
 

@@ -23,8 +23,7 @@ a dropped connection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 #: Longest header accepted, in bytes before the newline. The longest valid header
 #: is a sign, 19 digits and a unit, so 64 leaves room for whitespace and line
@@ -43,8 +42,7 @@ class BadHeader(ValueError):
     """A header the protocol does not accept; ``str()`` is the reason."""
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """Where a client asked to start.
 
     ``offset`` is signed: negative counts back from the end of the file. With

