@@ -1,4 +1,3 @@
-import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -13,8 +12,7 @@ def requirements(name):
 
 setup(
     name="tailsrv",
-    version=re.search(r'^__version__ = "(.+)"', (here / "tailsrv/__init__.py").read_text(),
-                      re.M).group(1),
+    version="0.1.0",
     description="A high-performance file-streaming server: tail -f as a server",
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",

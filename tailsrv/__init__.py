@@ -8,8 +8,18 @@ command line listens on).
 from .listeners import tcp_listener
 from .server import TailServer
 
-#: The one place the version is written (setup.py reads it from here): a
-#: literal, because asking importlib.metadata costs 2.4 MiB of imports per server.
-__version__ = "0.1.0"
+
+def __getattr__(name: str) -> str:
+    """``__version__``, read from the package metadata (setup.py is the one
+    place it is written) when first asked for: importing importlib.metadata
+    costs 2.4 MiB, which a server that is never asked should not pay."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("tailsrv")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
 
 __all__ = ["TailServer", "tcp_listener", "__version__"]

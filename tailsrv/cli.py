@@ -78,7 +78,8 @@ from typing import List, Optional, Tuple
 import gevent
 from docopt import DocoptExit, docopt
 
-from . import __version__
+import tailsrv
+
 from .accept import raise_open_files_limit
 from .listeners import (Bind, describe, inherited_listener, open_listener, parse_bind,
                         parse_host_port, remove_socket_file, tcp_listener)
@@ -93,7 +94,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 def main(argv: Optional[List[str]] = None) -> int:
     try:
-        args = docopt(__doc__, argv, version=f"tailsrv {__version__}")
+        args = docopt(__doc__, argv)
+        if args["--version"]:
+            print(f"tailsrv {tailsrv.__version__}")
+            return 0
         port = _port(args["--port"]) if args["--port"] is not None else None
         binds = [_parsed(parse_bind, text, "--bind") for text in args["--bind"]]
         max_clients = _count(args["--max-clients"], "--max-clients")
