@@ -119,6 +119,7 @@ class TailServer(AcceptBackoff, StreamServer):
         """Stop accepting, disconnect every client, stop following the file."""
         self.close()
         self.pool.kill(block=True, timeout=self.stop_timeout if timeout is None else timeout)
+        self.fanout.hangups.close()
         self.watch.close()
 
     def _file_gone(self, _event) -> None:
@@ -247,15 +248,26 @@ class _Sibling(AcceptBackoff, StreamServer):
         self.owner.do_handle(sock, address)
 
 
+#: TCP options for a streaming client: no Nagle delay on small appends, and
+#: keepalive probes after a minute idle, every 10 s, 6 unanswered then gone, so
+#: that a vanished peer (a dead machine, or one whose half of the connection
+#: expired) is noticed within about two minutes of an idle file, not the
+#: kernel's default two hours.
+SOCKET_OPTIONS = (
+    (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 6),
+)
+
+
 def tune(sock) -> None:
-    """Socket options for a streaming client: no Nagle delay on small appends,
-    and keepalive so that a vanished peer is noticed."""
-    for level, option in ((socket.IPPROTO_TCP, socket.TCP_NODELAY),
-                          (socket.SOL_SOCKET, socket.SO_KEEPALIVE)):
-        try:
-            sock.setsockopt(level, option, 1)
-        except OSError:  # not TCP (a unix socket): nothing to tune
-            pass
+    """Apply `SOCKET_OPTIONS` to a client's socket (when it is TCP)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    for level, option, value in SOCKET_OPTIONS:
+        sock.setsockopt(level, option, value)
 
 
 def format_peer(address) -> str:

@@ -13,8 +13,10 @@ README's performance section for the measurements behind this).
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Optional, Set, Union
+import select
+from typing import Dict, Optional, Set, Union
 
 import gevent
 from gevent.hub import Waiter, get_hub
@@ -39,12 +41,54 @@ class Truncated(Exception):
 _Wake = Union[None, BaseException]
 
 
+class Hangups:
+    """Clients whose peer has shut its side: told when the connection dies.
+
+    After a peer's FIN its socket reads as end-of-file for good, so it cannot be
+    watched for reading any more, and TCP cannot tell a peer that only
+    half-closed (``echo 0 | nc``, still reading) from one that has gone. An
+    epoll set that asks for no events still reports errors and hang-ups: the
+    reset a gone peer answers the next append with (or a keepalive probe, once
+    its side of the connection has expired), which frees the client at once
+    rather than at the append after.
+    """
+
+    def __init__(self) -> None:
+        # Made at once, not when first needed: that may be when descriptors have
+        # run out. The watcher holds no reference on the loop, like a daemon.
+        self._epoll = select.epoll()
+        self._watcher = get_hub().loop.io(self._epoll.fileno(), 1, ref=False)
+        self._watcher.start(self._on_ready)
+        self._followers: Dict[int, Follower] = {}
+
+    def add(self, follower: Follower) -> None:
+        self._epoll.register(follower.fd, 0)
+        self._followers[follower.fd] = follower
+
+    def discard(self, follower: Follower) -> None:
+        if self._followers.pop(follower.fd, None) is not None:
+            self._epoll.unregister(follower.fd)
+
+    def close(self) -> None:
+        self._watcher.stop()
+        self._watcher.close()
+        self._epoll.close()
+        self._followers.clear()
+
+    def _on_ready(self) -> None:
+        for fd, _ in self._epoll.poll(0):
+            follower = self._followers.pop(fd)
+            self._epoll.unregister(fd)
+            follower.wake(ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET)))
+
+
 class Fanout:
     """The clients of one file, and the pass that feeds the caught-up ones."""
 
     def __init__(self, watch: FileWatch) -> None:
         self.watch = watch
         self.parked: Set[Follower] = set()
+        self.hangups = Hangups()
         watch.subscribe(self._on_change)
 
     def _on_change(self, size: int, shrank: bool) -> None:
@@ -109,7 +153,8 @@ class Follower:
                     # Shorter than we knew: the watcher has yet to see it shrink.
                     watch.wait_for_change(size)
         finally:
-            self.close_reader()
+            self._stop_reading()
+            self.fanout.hangups.discard(self)
 
     def _send(self, file_fd: int, size: int) -> bool:
         """Send up to ``size``; False when the file turned out shorter."""
@@ -157,13 +202,14 @@ class Follower:
         except BlockingIOError:
             return
         except OSError as error:
-            self.close_reader()
+            self._stop_reading()
             self.wake(error)
             return
-        if not data:  # half-closed (``echo 0 | nc``): keep sending
-            self.close_reader()
+        if not data:  # half-closed (``echo 0 | nc``), or gone: keep sending
+            self._stop_reading()
+            self.fanout.hangups.add(self)
 
-    def close_reader(self) -> None:
+    def _stop_reading(self) -> None:
         if self._reader is not None:
             self._reader.stop()
             self._reader.close()
