@@ -75,3 +75,15 @@ def test_two_servers_one_thread_two_files(tmp_path):
         hub[0].loop.run_callback_threadsafe(gevent.spawn, server.stop)
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_client_sockets_get_nodelay_and_keepalive():
+    """A vanished peer is probed after a minute idle, not the kernel's two hours."""
+    import socket
+    from tailsrv.server import SOCKET_OPTIONS, tune
+    with socket.socket() as tcp, socket.socket(socket.AF_UNIX) as unix:
+        tune(tcp)
+        for level, option, value in SOCKET_OPTIONS:
+            assert tcp.getsockopt(level, option) == value
+        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+        tune(unix)  # nothing to tune, and no error
