@@ -26,6 +26,8 @@ import socket
 import time
 from typing import Iterable, Iterator, Optional, Tuple, Union
 
+from .keepalive import enable_keepalive
+
 log = logging.getLogger(__name__)
 
 #: Seconds a connection attempt may take. Afterwards reads wait as long as the
@@ -43,13 +45,6 @@ RECONNECT_DELAY = 0.25
 #: The longest wait between attempts, however long the server stays away: a
 #: client finds a server that comes back within half a minute.
 MAX_RECONNECT_DELAY = 30.0
-
-#: Keepalive: probe after this many idle seconds, every ``INTERVAL`` seconds,
-#: and give up after ``COUNT`` unanswered probes. A dead server is noticed about
-#: two minutes after the last traffic, instead of the kernel's two hours.
-KEEPALIVE_IDLE = 60
-KEEPALIVE_INTERVAL = 10
-KEEPALIVE_COUNT = 6
 
 #: Longest announcement line accepted: a signed 64-bit number and its newline.
 MAX_ANNOUNCEMENT_BYTES = 21
@@ -220,19 +215,9 @@ def _connect(target: Target) -> socket.socket:
             raise
     else:
         sock = socket.create_connection(target, timeout=CONNECT_TIMEOUT)
-        _keepalive(sock)
+        enable_keepalive(sock)
     sock.settimeout(None)
     return sock
-
-
-def _keepalive(sock: socket.socket) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE),
-                        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
-                        ("TCP_KEEPCNT", KEEPALIVE_COUNT)):
-        option = getattr(socket, name, None)
-        if option is not None:  # Linux and most BSDs; elsewhere the OS's defaults
-            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def _read_announcement(sock: socket.socket) -> Tuple[int, bytes]:

@@ -30,6 +30,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from .accept import AcceptBackoff
+from .keepalive import enable_keepalive
 from .lines import end_of_first_lines, start_of_last_lines
 from .protocol import BadHeader, HeaderReader, Request, announcement, byte_position
 from .stream import Fanout, Follower, Truncated
@@ -119,7 +120,7 @@ class TailServer(AcceptBackoff, StreamServer):
         """Stop accepting, disconnect every client, stop following the file."""
         self.close()
         self.pool.kill(block=True, timeout=self.stop_timeout if timeout is None else timeout)
-        self.fanout.hangups.close()
+        self.fanout.close()
         self.watch.close()
 
     def _file_gone(self, _event) -> None:
@@ -248,26 +249,13 @@ class _Sibling(AcceptBackoff, StreamServer):
         self.owner.do_handle(sock, address)
 
 
-#: TCP options for a streaming client: no Nagle delay on small appends, and
-#: keepalive probes after a minute idle, every 10 s, 6 unanswered then gone, so
-#: that a vanished peer (a dead machine, or one whose half of the connection
-#: expired) is noticed within about two minutes of an idle file, not the
-#: kernel's default two hours.
-SOCKET_OPTIONS = (
-    (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
-    (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60),
-    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10),
-    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 6),
-)
-
-
 def tune(sock) -> None:
-    """Apply `SOCKET_OPTIONS` to a client's socket (when it is TCP)."""
+    """A TCP client's socket: no Nagle delay on small appends, and keepalive so
+    that a peer that vanished while the file was idle is noticed."""
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
-    for level, option, value in SOCKET_OPTIONS:
-        sock.setsockopt(level, option, value)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    enable_keepalive(sock)
 
 
 def format_peer(address) -> str:

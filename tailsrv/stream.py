@@ -91,6 +91,10 @@ class Fanout:
         self.hangups = Hangups()
         watch.subscribe(self._on_change)
 
+    def close(self) -> None:
+        """Release what watching the clients took (the server has ended them)."""
+        self.hangups.close()
+
     def _on_change(self, size: int, shrank: bool) -> None:
         """The pass: one non-blocking ``sendfile`` per parked client, in the
         watcher greenlet. It is the whole cost of an append (the profile at a

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import IO_TIMEOUT, append
-from tailsrv import client
+from tailsrv import client, keepalive
 from tailsrv.protocol import announcement, byte_position, parse_header
 from tailsrv.client import (MAX_RECONNECT_DELAY, RECONNECT_DELAY, BadAddress, ProtocolError,
                             follow, follow_lines, header, parse_address, parse_announcement,
@@ -172,8 +172,8 @@ def test_keepalive_is_on(start_server, logfile):
     server = start_server(logfile)
     with client._connect(("127.0.0.1", server.port)) as sock:
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == client.KEEPALIVE_IDLE
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == client.KEEPALIVE_COUNT
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == keepalive.KEEPALIVE_IDLE
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == keepalive.KEEPALIVE_COUNT
         assert sock.gettimeout() is None
 
 

@@ -80,10 +80,12 @@ def test_two_servers_one_thread_two_files(tmp_path):
 def test_client_sockets_get_nodelay_and_keepalive():
     """A vanished peer is probed after a minute idle, not the kernel's two hours."""
     import socket
-    from tailsrv.server import SOCKET_OPTIONS, tune
+    from tailsrv.server import tune
     with socket.socket() as tcp, socket.socket(socket.AF_UNIX) as unix:
         tune(tcp)
-        for level, option, value in SOCKET_OPTIONS:
-            assert tcp.getsockopt(level, option) == value
+        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert tcp.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 6
         tune(unix)  # nothing to tune, and no error
