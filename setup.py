@@ -19,6 +19,7 @@ setup(
     license="Unlicense",
     keywords="tail follow log streaming server gevent sendfile inotify",
     packages=find_packages(include=["tailsrv", "tailsrv.*"]),
+    package_data={"tailsrv": ["static/*"]},  # the --http viewer page
     python_requires=">=3.10",
     install_requires=requirements("requirements.txt"),
     extras_require={"test": requirements("requirements-test.txt")},

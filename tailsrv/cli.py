@@ -35,6 +35,15 @@ Options:
   --metrics ADDR:PORT          Serve Prometheus metrics over HTTP at
                                http://ADDR:PORT/metrics (127.0.0.1:9100,
                                [::1]:9100, or :9100 for every interface).
+  --http ADDR:PORT             Serve the file over HTTP too, in the same process:
+                               a viewer page at http://ADDR:PORT/ and the raw
+                               stream at /stream?start=H (H a header as above,
+                               default -100l). Same address forms as --metrics.
+                               Anyone who reaches it reads the file unless you
+                               give --http-auth.
+  --http-auth FILE             Ask HTTP clients for the user name and password
+                               in FILE, one line user:password (basic
+                               authentication: put TLS in front, see the README).
   --linger-after-file-is-gone  Keep running and serving the open file after PATH
                                is deleted or moved.
   --header-timeout SECS        Seconds a client has to send its header before it
@@ -61,6 +70,7 @@ Examples:
   tailsrv -p 4321 /var/log/app.log
   tailsrv -p 4321 --bind 127.0.0.1 --bind ::1 --metrics 127.0.0.1:9100 app.log
   tailsrv --bind unix:/run/tailsrv/app.sock --max-clients 1000 app.log
+  tailsrv -p 4321 --http :8080 app.log   (then open http://localhost:8080/)
   echo -10l | nc localhost 4321        (the last 10 lines, then what is appended)
 
 Exit status: 0 after SIGTERM, SIGINT or PATH gone; 1 on a runtime error (port in
@@ -102,6 +112,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         binds = [_parsed(parse_bind, text, "--bind") for text in args["--bind"]]
         max_clients = _count(args["--max-clients"], "--max-clients")
         metrics = _parsed(parse_host_port, args["--metrics"], "--metrics")
+        http = _parsed(parse_host_port, args["--http"], "--http")
+        credentials = _credentials(args["--http-auth"], http)
         header_timeout = _positive(args["--header-timeout"], "--header-timeout")
         level = _choice(args["--log-level"], LOG_LEVELS, "--log-level")
         activated = listen_fds()
@@ -131,11 +143,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 listeners.append(_listen(bind, port))
                 if bind.unix is not None and not bind.unix.startswith("@"):
                     owned.append(bind.unix)
-        metrics_listener = _listen_metrics(metrics) if metrics else None
+        metrics_listener = _listen_extra(metrics, "serve metrics") if metrics else None
+        http_listener = _listen_extra(http, "serve HTTP") if http else None
         where = ", ".join(describe(listener) for listener in listeners)
         if not activated and not binds:  # as the original says it
             where = f"port {port} ({where})"
-        return run(args, listeners, where, metrics_listener, header_timeout, max_clients)
+        return run(args, listeners, where, metrics_listener, header_timeout, max_clients,
+                   http_listener, credentials)
     except OSError as error:
         log.error("%s", error.strerror if error.filename is None and error.strerror
                   else error)
@@ -157,23 +171,31 @@ def _listen(bind: Bind, port: Optional[int]) -> socket.socket:
             from None
 
 
-def _listen_metrics(address: Tuple[str, int]) -> socket.socket:
+def _listen_extra(address: Tuple[str, int], what: str) -> socket.socket:
+    """The listener of --metrics or --http; ``what`` it is for, for errors."""
     host, port = address
     try:
         return tcp_listener(port, host)
     except OSError as error:
-        raise OSError(error.errno, f"cannot serve metrics on {host or '*'}:{port}: "
+        raise OSError(error.errno, f"cannot {what} on {host or '*'}:{port}: "
                       f"{error.strerror or error}") from None
 
 
 def run(args, listeners: List[socket.socket], where: str,
         metrics_listener: Optional[socket.socket], header_timeout: float,
-        max_clients: Optional[int]) -> int:
+        max_clients: Optional[int], http_listener: Optional[socket.socket] = None,
+        credentials: Optional[bytes] = None) -> int:
     """Follow the file, serve on ``listeners`` (described by ``where`` in the
-    log), and return the exit status."""
+    log) and ``http_listener``, and return the exit status."""
     path = args["PATH"]
     server = TailServer(listeners, path, linger=args["--linger-after-file-is-gone"],
                         header_timeout=header_timeout, max_clients=max_clients)
+    if http_listener is not None:
+        # Imported only when asked for, like metrics below: h11 and the page.
+        from .httpfront import HttpFront
+        HttpFront(http_listener, server, credentials)
+        log.info("HTTP at http://%s/ (%s)", describe(http_listener),
+                 "basic authentication" if credentials else "no authentication")
     try:
         server.start()
     except OSError as error:
@@ -252,6 +274,21 @@ def _parsed(parse, value: Optional[str], option: str):
         return parse(value)
     except ValueError as error:
         raise UsageError(f"invalid {option} {value!r}: {error}") from None
+
+
+def _credentials(path: Optional[str], http) -> Optional[bytes]:
+    """The ``user:password`` of --http-auth, read now (never kept in argv)."""
+    if path is None:
+        return None
+    if http is None:
+        raise UsageError("--http-auth needs --http")
+    from .http import load_credentials
+    try:
+        return load_credentials(path)
+    except OSError as error:
+        raise UsageError(f"invalid --http-auth {path!r}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise UsageError(f"invalid --http-auth: {error}") from None
 
 
 def _positive(value: str, option: str) -> float:

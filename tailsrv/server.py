@@ -129,14 +129,25 @@ class TailServer(AcceptBackoff, StreamServer):
     def do_handle(self, sock, address) -> None:
         """Serve a new connection, or close it at once when ``max_clients``
         are already being served."""
+        if self.admit(sock, address):
+            super().do_handle(sock, address)
+
+    def admit(self, sock, address) -> bool:
+        """Count a new connection (on any listener, HTTP ones included) and
+        tell whether to serve it; one over ``max_clients`` is closed here."""
         self.accepted += 1
         if self.max_clients is not None and len(self.pool) >= self.max_clients:
             self.rejected["max_clients"] += 1
             log.warning("%s refused: already serving %d clients (--max-clients)",
                         format_peer(address), self.max_clients)
             sock.close()
-            return
-        super().do_handle(sock, address)
+            return False
+        return True
+
+    def attach(self, front: StreamServer) -> None:
+        """Another server of this file sharing the pool (the HTTP front,
+        `tailsrv.httpfront`): started, closed and stopped with this one."""
+        self.siblings.append(front)
 
     def handle(self, sock, address) -> None:
         peer = format_peer(address)
@@ -153,12 +164,18 @@ class TailServer(AcceptBackoff, StreamServer):
         tune(sock)
         start = self.start_position(request)
         log.info("%s connected: header %s, starting at byte %d", peer, request, start)
-        follower = Follower(self.fanout, sock, start)
+        self.stream(Follower(self.fanout, sock, start), peer, began,
+                    announcement(start) if request.announce else b"")
+
+    def stream(self, follower: Follower, peer: str, began: float, prelude: bytes = b"") -> None:
+        """Send ``prelude``, then the file from the follower's offset until the
+        client is gone, the file shrank below it or the server stops; log why."""
         self.followers.add(follower)
         why = "server stopping"
+        start = follower.start
         try:
-            if request.announce:
-                sock.sendall(announcement(start))
+            if prelude:
+                follower.sock.sendall(prelude)
             follower.run()
         except Truncated as error:
             why = str(error)

@@ -99,14 +99,14 @@ class Fanout:
         """The pass: one non-blocking ``sendfile`` per parked client, in the
         watcher greenlet. It is the whole cost of an append (the profile at a
         thousand clients is 85% ``sendfile`` itself), so it is written flat:
-        no call per client but the syscall, locals for everything."""
+        no call per client but `Follower.send_from` (the syscall, or an HTTP
+        chunk around it), locals for everything."""
         fd = self.watch.fd
-        sendfile = os.sendfile
         for follower in tuple(self.parked):
             offset = follower.offset
             if offset < size:
                 try:
-                    n = sendfile(follower.fd, fd, offset, size - offset)
+                    n = follower.send_from(fd, offset, size - offset)
                 except BlockingIOError:
                     follower.wake(None)
                     continue
@@ -160,11 +160,18 @@ class Follower:
             self._stop_reading()
             self.fanout.hangups.discard(self)
 
+    def send_from(self, file_fd: int, offset: int, count: int) -> int:
+        """One non-blocking send of up to ``count`` file bytes from ``offset``:
+        the number sent (0 when the file ends before ``offset``), BlockingIOError
+        when the socket is full. The one step a framed protocol overrides (an
+        HTTP chunk, `tailsrv.chunked`); both the pass and `run` go through it."""
+        return os.sendfile(self.fd, file_fd, offset, count)
+
     def _send(self, file_fd: int, size: int) -> bool:
         """Send up to ``size``; False when the file turned out shorter."""
         while self.offset < size:
             try:
-                n = os.sendfile(self.fd, file_fd, self.offset, min(CHUNK, size - self.offset))
+                n = self.send_from(file_fd, self.offset, min(CHUNK, size - self.offset))
             except BlockingIOError:
                 wait_write(self.fd)
                 continue

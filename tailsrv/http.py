@@ -1,0 +1,154 @@
+"""The HTTP interface's rules, free of I/O: a parsed request in, an answer out.
+
+h11 parses the request; this module decides what it gets (in the spirit of
+`tailsrv.protocol`, and tested the same way, without sockets):
+
+- ``GET /stream?start=H``: the file from the position header ``H`` names,
+  where ``H`` is anything the TCP protocol takes (``0``, ``1000``, ``-4096``,
+  ``-100l``, ``25l``; default ``-100l``) but the ``?`` suffix, whose answer is
+  the ``Tailsrv-Start`` response header here. The answer is a `Stream`; the
+  server resolves it to a byte and sends the file as the body.
+- ``GET /`` and the viewer's files: a `Reply` with the page (package data in
+  ``tailsrv/static``).
+- Anything else: a `Reply` with the status and a one-line reason.
+
+Every answer carries the same guard headers (`SECURITY_HEADERS`), and, with
+credentials set, anything without them gets 401.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from importlib.resources import files
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+from urllib.parse import parse_qs, urlsplit
+
+from .protocol import BadHeader, Request, parse_header
+
+Headers = List[Tuple[str, str]]
+
+#: Where a stream starts when the request names no ``start``: as ``tail``.
+DEFAULT_START = b"-100l"
+
+#: The stream's path.
+STREAM_PATH = "/stream"
+
+#: The one method served.
+ALLOW = "GET"
+
+#: The realm browsers show in their login prompt.
+REALM = "tailsrv"
+
+#: On every response. The page loads only its own script and style (no inline
+#: script, nothing from elsewhere) and may not be framed; nothing is sniffed
+#: into another type (the stream is text/plain, whatever the log holds).
+SECURITY_HEADERS: Headers = [
+    ("Content-Security-Policy",
+     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+]
+
+#: The stream's type: logs are text, and UTF-8 is what a page decodes them as.
+TEXT = "text/plain; charset=utf-8"
+
+#: The viewer's files, by path: (file in tailsrv/static, content type).
+PAGES: Dict[str, Tuple[str, str]] = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/viewer.js": ("viewer.js", "text/javascript; charset=utf-8"),
+    "/viewer.css": ("viewer.css", "text/css; charset=utf-8"),
+}
+
+
+class Reply(NamedTuple):
+    """A complete response: status, headers (the guard headers added by the
+    server), body."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+class Stream(NamedTuple):
+    """The file from ``request``'s position, as the body of a 200."""
+
+    request: Request
+
+
+def error(status: int, reason: str, headers: Headers = ()) -> Reply:
+    """A plain-text error: the reason as one line."""
+    return Reply(status, [("Content-Type", TEXT), *headers], reason.encode() + b"\n")
+
+
+def load_pages() -> Dict[str, Reply]:
+    """The viewer's files as replies, read once from the package."""
+    static = files(__package__).joinpath("static")
+    return {path: Reply(200, [("Content-Type", kind), ("Cache-Control", "no-cache")],
+                        static.joinpath(name).read_bytes())
+            for path, (name, kind) in PAGES.items()}
+
+
+def answer(method: bytes, target: bytes, headers: List[Tuple[bytes, bytes]],
+           pages: Dict[str, Reply], credentials: Optional[bytes] = None
+           ) -> Union[Reply, Stream]:
+    """What a request gets. ``credentials`` is ``user:password`` when the
+    front asks for them (`load_credentials`)."""
+    if credentials is not None and not authorized(headers, credentials):
+        return error(401, "unauthorized: this log needs a user name and password",
+                     [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')])
+    url = urlsplit(target.decode("ascii", "replace"))
+    if url.path != STREAM_PATH and url.path not in pages:
+        return error(404, f"not found: the log is at {STREAM_PATH}, its viewer at /")
+    if method != ALLOW.encode():
+        return error(405, f"method not allowed: only {ALLOW}", [("Allow", ALLOW)])
+    if url.path != STREAM_PATH:
+        return pages[url.path]
+    try:
+        return Stream(start_request(url.query))
+    except BadHeader as reason:
+        return error(400, f"bad start: {reason}")
+
+
+def start_request(query: str) -> Request:
+    """The ``start`` parameter of a stream's query string as a `Request`;
+    BadHeader when it is not one the TCP protocol takes."""
+    values = parse_qs(query, keep_blank_values=True).get("start")
+    if values is None:
+        return parse_header(DEFAULT_START)
+    if len(values) > 1:
+        raise BadHeader("start given more than once")
+    value = values[0].encode("utf-8")
+    if value.rstrip().endswith(b"?"):
+        raise BadHeader("no '?' here: the Tailsrv-Start response header says where the "
+                        "stream starts")
+    return parse_header(value)
+
+
+def authorized(headers: List[Tuple[bytes, bytes]], credentials: bytes) -> bool:
+    """Whether the request's basic authorization is ``credentials``, compared
+    in constant time (the time says nothing about how much matched)."""
+    given = b""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"basic":
+                try:
+                    given = base64.b64decode(token.strip(), validate=True)
+                except (binascii.Error, ValueError):
+                    given = b""
+    return hmac.compare_digest(given, credentials)
+
+
+def load_credentials(path: str) -> bytes:
+    """``user:password`` from the first line of the file at ``path`` (read at
+    start: never from the command line, where ``ps`` shows it). ValueError
+    (the reason) when it holds no such line; OSError when it cannot be read."""
+    with open(path, "rb") as file:
+        line = file.readline().rstrip(b"\r\n")
+    user, colon, password = line.partition(b":")
+    if not colon or not user or not password:
+        raise ValueError(f"{path}: expected one line user:password")
+    return line

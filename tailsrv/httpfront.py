@@ -1,0 +1,146 @@
+"""`HttpFront`: the ``--http`` listener, in the `TailServer`'s process, loop and pool.
+
+Each connection is read with h11 (request parsing and response framing come
+from it; the routing is `tailsrv.http`), under the TCP port's limits: the
+pool and ``max_clients`` are the server's, a request head has at most
+`MAX_REQUEST_HEAD` bytes and ``header_timeout`` seconds to arrive. The viewer's
+files are answered on a kept-alive connection; a stream takes the connection
+for good: its response head goes out once the start is resolved, then the
+server streams the file to it like to any TCP client, as a chunked body
+(`tailsrv.chunked`) or, to an HTTP/1.0 client, as the raw bytes until the
+connection closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from http import HTTPStatus
+from typing import Optional
+from urllib.parse import quote
+
+import gevent
+import h11
+from gevent.server import StreamServer
+
+from .accept import AcceptBackoff
+from .chunked import ChunkedFollower
+from .http import SECURITY_HEADERS, TEXT, Reply, Stream, answer, error, load_pages
+from .protocol import BadHeader
+from .server import TailServer, format_peer, tune
+from .stream import Follower
+
+log = logging.getLogger(__name__)
+
+#: Largest request head accepted (request line and headers). Browsers send
+#: well under 2 KiB; a proxy adds a few headers; h11's default is 16 KiB.
+MAX_REQUEST_HEAD = 8 * 1024
+
+#: Bytes asked of the socket per read of a request.
+REQUEST_READ = 8 * 1024
+
+
+class HttpFront(AcceptBackoff, StreamServer):
+    """Serves ``GET /stream`` and the viewer page for ``owner``'s file on
+    ``listener``. ``credentials`` (``user:password``) turns basic
+    authentication on (see `tailsrv.http.load_credentials`)."""
+
+    def __init__(self, listener, owner: TailServer,
+                 credentials: Optional[bytes] = None) -> None:
+        super().__init__(listener, spawn=owner.pool)
+        self.owner = owner
+        self.credentials = credentials
+        self.pages = load_pages()
+        owner.attach(self)
+
+    def do_handle(self, sock, address) -> None:
+        if self.owner.admit(sock, address):
+            super().do_handle(sock, address)
+
+    def handle(self, sock, address) -> None:
+        peer = format_peer(address)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
+        try:
+            while True:
+                began = time.monotonic()
+                request = self._read_request(conn, sock, peer)
+                if request is None:
+                    return
+                reply = answer(request.method, request.target, request.headers,
+                               self.pages, self.credentials)
+                what = f"{peer} {request.method.decode()} {request.target.decode()}"
+                if isinstance(reply, Stream):
+                    self._stream(conn, sock, what, began, reply)
+                    return
+                log.log(logging.DEBUG if reply.status == 200 else logging.INFO,
+                        "%s: %d", what, reply.status)
+                if not self._reply(conn, sock, reply):
+                    return
+        except OSError as error_:
+            log.debug("%s gone: %s", peer, error_.strerror or error_)
+
+    def _read_request(self, conn: h11.Connection, sock, peer: str) -> Optional[h11.Request]:
+        """The next request, or None when there is none (closed, late, or bad:
+        then answered with its 4xx and logged)."""
+        late = BadHeader(f"no complete request within {self.owner.header_timeout:g} s")
+        try:
+            with gevent.Timeout(self.owner.header_timeout, late):
+                while True:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        conn.receive_data(sock.recv(REQUEST_READ))
+                    elif isinstance(event, h11.Request):
+                        return event
+                    else:  # ConnectionClosed, or a client that sent a body we don't read
+                        return None
+        except h11.RemoteProtocolError as bad:
+            self.owner.rejected["bad_header"] += 1
+            log.info("%s bad request: %s", peer, bad)
+            self._reply(conn, sock, error(bad.error_status_hint, f"bad request: {bad}"))
+        except BadHeader as reason:
+            self.owner.rejected["bad_header"] += 1
+            log.info("%s %s", peer, reason)
+        return None
+
+    def _reply(self, conn: h11.Connection, sock, reply: Reply) -> bool:
+        """Send a complete response; whether the connection may take another."""
+        headers = [*reply.headers, *SECURITY_HEADERS,
+                   ("Content-Length", str(len(reply.body)))]
+        if reply.status != 200:
+            headers.append(("Connection", "close"))
+        try:
+            sock.sendall(conn.send(h11.Response(status_code=reply.status, headers=headers,
+                                                reason=HTTPStatus(reply.status).phrase))
+                         + conn.send(h11.Data(data=reply.body))
+                         + conn.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:  # e.g. the request line itself was unreadable
+            return False
+        if conn.our_state is not h11.DONE:
+            return False
+        while conn.their_state is h11.SEND_BODY:
+            if conn.next_event() is h11.NEED_DATA:
+                return False  # a request body, which we do not read: no reuse
+        if conn.their_state is not h11.DONE:
+            return False
+        conn.start_next_cycle()
+        return True
+
+    def _stream(self, conn: h11.Connection, sock, what: str, began: float,
+                stream: Stream) -> None:
+        """Resolve the start, send the response head, then the file for good."""
+        owner = self.owner
+        tune(sock)
+        start = owner.start_position(stream.request)
+        head = conn.send(h11.Response(status_code=200, reason="OK", headers=[
+            ("Content-Type", TEXT),
+            ("Cache-Control", "no-store"),
+            ("Tailsrv-Start", str(start)),
+            ("Tailsrv-Size", str(owner.watch.size)),
+            ("Tailsrv-Name", quote(owner.watch.path.rpartition("/")[2])),
+            *SECURITY_HEADERS,
+        ]))
+        log.info("%s: 200, starting at byte %d", what, start)
+        chunked = b"transfer-encoding: chunked" in head.lower()
+        follower = (ChunkedFollower(owner.fanout, sock, start, conn) if chunked
+                    else Follower(owner.fanout, sock, start))
+        owner.stream(follower, what, began, head)
