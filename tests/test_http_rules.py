@@ -1,0 +1,68 @@
+"""tailsrv.http without sockets: requests in, answers out."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tailsrv.http import Reply, Stream, answer, authorized, load_credentials, load_pages
+from tailsrv.protocol import Request
+
+PAGES = load_pages()
+
+
+def ask(target: bytes, method: bytes = b"GET", headers=(), credentials=None):
+    return answer(method, target, list(headers), PAGES, credentials)
+
+
+@pytest.mark.parametrize("target, request_", [
+    (b"/stream", Request(-100, lines=True)),
+    (b"/stream?start=0", Request(0)),
+    (b"/stream?start=-10l", Request(-10, lines=True)),
+    (b"/stream?start=25L&other=1", Request(25, lines=True)),
+    (b"/stream?start=+7", Request(7)),
+    (b"/stream?start=%2010%20", Request(10)),
+])
+def test_stream_starts(target, request_):
+    assert ask(target) == Stream(request_)
+
+
+@pytest.mark.parametrize("target, status", [
+    (b"/stream?start=", 400), (b"/stream?start=1?", 400), (b"/stream?start=1_0", 400),
+    (b"/stream?start=%D9%A1", 400), (b"/stream/", 404), (b"/index.html", 404),
+])
+def test_refusals(target, status):
+    reply = ask(target)
+    assert isinstance(reply, Reply) and reply.status == status
+
+
+def test_pages_are_package_data():
+    assert ask(b"/").body.startswith(b"<!doctype html>")
+    assert ask(b"/?lines=50") is PAGES["/"]
+    assert sum(len(page.body) for page in PAGES.values()) < 32 * 1024  # small
+
+
+def basic(text: bytes):
+    return [(b"authorization", b"Basic " + base64.b64encode(text))]
+
+
+def test_authorization():
+    assert authorized(basic(b"u:p w"), b"u:p w")
+    assert not authorized(basic(b"u:p"), b"u:p w")
+    assert not authorized([(b"authorization", b"Basic !!!")], b"u:p")
+    assert not authorized([(b"authorization", b"Bearer dTpw")], b"u:p")
+    assert not authorized([], b"u:p")
+    assert ask(b"/", credentials=b"u:p").status == 401
+    assert ask(b"/nope", credentials=b"u:p").status == 401  # nothing said before that
+    assert ask(b"/", headers=basic(b"u:p"), credentials=b"u:p") is PAGES["/"]
+
+
+def test_credentials_file(tmp_path):
+    path = tmp_path / "auth"
+    path.write_bytes(b"user:pa:ss\r\nignored\n")
+    assert load_credentials(str(path)) == b"user:pa:ss"
+    for bad in (b"", b"user\n", b":pass\n", b"user:\n"):
+        path.write_bytes(bad)
+        with pytest.raises(ValueError):
+            load_credentials(str(path))
