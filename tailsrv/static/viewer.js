@@ -280,6 +280,7 @@
 
   function receive(bytes) {
     position += bytes.length;
+    log.dataset.position = position; // where a reconnect resumes (read by the tests)
     const parts = (pending + decoder.decode(bytes, {stream: true})).split('\n');
     pending = parts.pop();
     if (parts.length) add(parts.map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line)));
@@ -306,6 +307,7 @@
       return follow();
     }
     if (position === null) position = Number(response.headers.get('Tailsrv-Start'));
+    log.dataset.position = position;
     showStatus('live');
     retry = RETRY_FIRST_MS;
     const reader = response.body.getReader();

@@ -1,0 +1,196 @@
+"""The --http viewer page in a real headless Chromium (Debian's), driven by
+Playwright. One browser for the module; each test opens its own page on its
+own server. Every wait is bounded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import append, free_port, wait_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: Flags for a headless browser that reaches nothing but loopback.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+#: The issue's promise: an appended line shows within a second.
+LIVE_MS = 1000
+#: Everything else the page does, bounded.
+WAIT_MS = 10000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing (CI installs it: .ci/run)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def viewer(browser, start_server, logfile):
+    """open(query="") -> (page, server): the page on a fresh tailsrv --http."""
+    pages = []
+
+    def open_page(query: str = "", *args: str):
+        port = free_port()
+        server = start_server(logfile, "--http", f"127.0.0.1:{port}", *args)
+        page = browser.new_page(viewport={"width": 1000, "height": 600})
+        page.set_default_timeout(WAIT_MS)
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
+        page.errors = errors
+        pages.append(page)
+        page.goto(f"http://127.0.0.1:{port}/{query}")
+        page.wait_for_function("() => document.getElementById('log').dataset.position !== undefined")
+        return page, server
+
+    yield open_page
+    for page in pages:
+        assert not page.errors
+        page.close()
+
+
+def shown(page) -> list:
+    """The complete lines the page shows, as text."""
+    return page.eval_on_selector_all("#log .line:not(.pending)", "rows => rows.map(r => r.textContent)")
+
+
+def received(page, logfile: Path) -> None:
+    """Wait until the page has every byte of the file."""
+    size = logfile.stat().st_size
+    page.wait_for_function(f"() => Number(document.getElementById('log').dataset.position) === {size}")
+
+
+def test_last_lines_then_live_appends(viewer, logfile):
+    logfile.write_text("".join(f"line {i}\n" for i in range(1500)))
+    page, _ = viewer()
+    assert shown(page) == [f"line {i}" for i in range(500, 1500)]
+    assert page.title() == "app.log"
+    append(logfile, b"fresh\n")
+    page.wait_for_function("() => document.querySelector('#log .line:last-child').textContent === 'fresh'",
+                           timeout=LIVE_MS)
+
+
+def test_lines_and_max_options_bound_the_dom(viewer, logfile):
+    logfile.write_text("".join(f"line {i}\n" for i in range(300)))
+    page, _ = viewer("?lines=200&max=50")
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 50")
+    append(logfile, "".join(f"more {i}\n" for i in range(10)).encode())
+    received(page, logfile)
+    assert shown(page) == [f"line {i}" for i in range(260, 300)] + [f"more {i}" for i in range(10)]
+
+
+def test_markup_is_text_and_ansi_is_colour(viewer, logfile):
+    logfile.write_bytes(b"<img src=x onerror=alert(1)>\n\x1b[1;31mred\x1b[0m plain \x1b[2K\n")
+    page, _ = viewer()
+    assert shown(page) == ["<img src=x onerror=alert(1)>", "red plain "]
+    assert page.query_selector("#log img") is None
+    assert page.eval_on_selector("#log .f1", "e => e.textContent + ' ' + e.className") == "red b f1"
+
+
+def test_utf8_split_across_appends_and_a_pending_line(viewer, logfile):
+    logfile.write_bytes(b"")
+    page, _ = viewer()
+    text = "caf\u00e9 \u20ac \U0001F600".encode()
+    append(logfile, text[:4])  # half of the e-acute
+    received(page, logfile)
+    append(logfile, text[4:-2])  # half of the emoji
+    received(page, logfile)
+    page.wait_for_function("() => document.querySelector('#log .pending') !== null")
+    append(logfile, text[-2:] + b" done\n")
+    received(page, logfile)
+    assert shown(page) == ["caf\u00e9 \u20ac \U0001F600 done"]
+    assert page.query_selector("#log .pending") is None
+
+
+def test_filter_highlights_and_regex(viewer, logfile):
+    logfile.write_text("INFO start\nERROR disk full\ninfo ok\nWarn error-ish\n")
+    page, _ = viewer()
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "filter"
+    page.keyboard.type("error")
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 2")
+    assert shown(page) == ["ERROR disk full", "Warn error-ish"]
+    assert page.eval_on_selector_all("#log mark", "m => m.map(e => e.textContent)") == \
+        ["ERROR", "error"]
+    append(logfile, b"no match\nanother ERROR\n")
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 3")
+    page.check("#regex")
+    page.fill("#filter", "^info")
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 2")
+    assert shown(page) == ["INFO start", "info ok"]
+    page.press("#filter", "Escape")
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 6")
+    assert page.input_value("#filter") == ""
+
+
+def test_pause_keeps_everything_and_resume_shows_it(viewer, logfile):
+    page, _ = viewer()
+    page.click("#pause")
+    append(logfile, b"a\nb\n")
+    received(page, logfile)
+    assert shown(page) == ["hello", "world"]
+    assert "2 new lines held" in page.inner_text("#status")
+    page.click("#pause")
+    assert shown(page) == ["hello", "world", "a", "b"]
+
+
+def test_scrolled_up_counts_new_lines(viewer, logfile):
+    logfile.write_text("".join(f"line {i}\n" for i in range(300)))
+    page, _ = viewer()
+    page.wait_for_function("() => window.scrollY > 0")  # it follows the end
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_function("() => window.scrollY === 0")
+    append(logfile, b"x\ny\nz\n")
+    page.wait_for_function("() => document.title === '(3) app.log'")
+    assert page.inner_text("#unseen") == "3 new lines \u2193"
+    page.click("#unseen")
+    page.wait_for_function("() => document.title === 'app.log'")
+    assert page.is_hidden("#unseen")
+    append(logfile, b"w\n")
+    received(page, logfile)
+    page.wait_for_function("() => window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 8")
+
+
+def test_server_restarted_page_resumes_exactly(viewer, logfile):
+    logfile.write_text("".join(f"before {i}\n" for i in range(50)))
+    page, server = viewer()
+    server.kill()
+    page.wait_for_function("() => document.getElementById('status').classList.contains('bad')")
+    append(logfile, b"while down 1\nwhile down 2\npartial")
+    server.restart()
+    append(logfile, b" line\nafter\n")
+    received(page, logfile)
+    assert shown(page) == logfile.read_text().splitlines()
+    assert page.inner_text("#status") == "live"
+
+
+def test_screenshot(viewer, logfile, tmp_path):
+    """The page as the README shows it (TAILSRV_SCREENSHOT=docs/viewer.png
+    writes it there)."""
+    levels = ["\x1b[32mINFO\x1b[0m", "\x1b[33mWARN\x1b[0m", "\x1b[1;31mERROR\x1b[0m"]
+    paths = ["/", "/api/orders", "/api/users/42", "/static/app.js", "/login"]
+    lines = []
+    for i in range(60):
+        level = levels[2 if i % 11 == 5 else 1 if i % 7 == 3 else 0]
+        status = 500 if "ERROR" in level else 404 if "WARN" in level else 200
+        lines.append(f"2026-12-02T05:{i // 6:02d}:{i * 7 % 60:02d}Z {level} "
+                     f"GET {paths[i % 5]} {status} {3 + i * 13 % 90} ms\n")
+    logfile.write_text("".join(lines))
+    page, _ = viewer()
+    page.fill("#filter", "api")
+    page.wait_for_function("() => document.querySelectorAll('#log mark').length > 0")
+    target = Path(os.environ.get("TAILSRV_SCREENSHOT") or tmp_path / "viewer.png")
+    page.screenshot(path=str(target))
+    assert target.read_bytes().startswith(b"\x89PNG")
