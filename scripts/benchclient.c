@@ -14,6 +14,9 @@
  *       64-byte records (sequence number, CLOCK_MONOTONIC nanoseconds) at RATE
  *       records/s for SECONDS, one write() each; every client checks the
  *       sequence and measures write-to-receive latency.
+ *   benchclient read|lat ... http
+ *       The same over tailsrv --http: each client sends GET /stream?start=0 and
+ *       takes the chunked body apart (dechunk); the figures count file bytes.
  *   benchclient churn HOST PORT LOOPS SECONDS
  *       LOOPS concurrent loops of connect, send "0\n", read 1 KiB, close, for
  *       SECONDS. The close is a reset (SO_LINGER 0): neither side keeps
@@ -21,6 +24,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -41,6 +45,65 @@
 #define CHURN_READ 1024
 
 static struct sockaddr_in server;
+
+/* ---- http: the same clients over tailsrv --http ---------------------------- */
+
+static int http_mode;
+#define HTTP_REQUEST "GET /stream?start=0 HTTP/1.1\r\nHost: bench\r\n\r\n"
+
+/* Where a client is in a chunked response. */
+struct chunker {
+    enum { HEAD, SIZE, DATA, END } state;
+    int matched;     /* of the "\r\n\r\n" ending the head */
+    int digits;      /* of the chunk size being read */
+    long long size;  /* the chunk size being read */
+    long long left;  /* file bytes left in the current chunk */
+};
+
+/* Keeps the file bytes of buf[0..n), moved to its start; returns their count. */
+static size_t dechunk(struct chunker *c, unsigned char *buf, size_t n) {
+    size_t out = 0;
+    for (size_t i = 0; i < n;) {
+        if (c->state == DATA) {
+            size_t take = n - i < (size_t)c->left ? n - i : (size_t)c->left;
+            memmove(buf + out, buf + i, take);
+            out += take;
+            i += take;
+            c->left -= (long long)take;
+            if (!c->left) c->state = SIZE;
+            continue;
+        }
+        unsigned char ch = buf[i++];
+        if (c->state == HEAD) {
+            c->matched = ch == "\r\n\r\n"[c->matched] ? c->matched + 1 : ch == '\r';
+            if (c->matched == 4) c->state = SIZE;
+        } else if (c->state == SIZE && isxdigit(ch)) {
+            c->size = c->size * 16 + (isdigit(ch) ? ch - '0' : (ch | 32) - 'a' + 10);
+            c->digits = 1;
+        } else if (c->state == SIZE && ch == '\n' && c->digits) { /* else the CRLF after data */
+            c->left = c->size;
+            c->state = c->size ? DATA : END;
+            c->size = c->digits = 0;
+        }
+    }
+    return out;
+}
+
+/* One non-blocking read of file bytes: the count (framing read and dropped),
+ * or recv's -1/0. Discarding, the data goes by MSG_TRUNC and the framing a
+ * byte at a time: a few bytes per chunk of up to 4 MiB. */
+static ssize_t recv_body(int fd, struct chunker *c, unsigned char *buf, size_t len, int flags) {
+    if (!http_mode) return recv(fd, buf, len, flags);
+    if (c->state == DATA && (flags & MSG_TRUNC)) {
+        ssize_t got = recv(fd, NULL, len < (size_t)c->left ? len : (size_t)c->left, flags);
+        if (got > 0 && !(c->left -= got)) c->state = SIZE;
+        return got;
+    }
+    ssize_t got = recv(fd, buf, (flags & MSG_TRUNC) ? 1 : len, flags & ~MSG_TRUNC);
+    if (got <= 0) return got;
+    ssize_t body = (ssize_t)dechunk(c, buf, (size_t)got);
+    return body ? body : (errno = EAGAIN, -2); /* framing only: nothing for the caller */
+}
 
 static void die(const char *what) {
     perror(what);
@@ -89,9 +152,10 @@ static int run_read(int clients, long long bytes, double timeout, int discard) {
     int ep = epoll_create1(0);
     long long *left = calloc(clients, sizeof *left);
     int *fds = calloc(clients, sizeof *fds);
+    struct chunker *chunkers = calloc(clients, sizeof *chunkers);
     uint64_t start = now_ns();
     for (int i = 0; i < clients; i++) {
-        fds[i] = connect_client("0\n");
+        fds[i] = connect_client(http_mode ? HTTP_REQUEST : "0\n");
         left[i] = bytes;
         epoll_add(ep, fds[i], EPOLLIN, i);
     }
@@ -104,7 +168,9 @@ static int run_read(int clients, long long bytes, double timeout, int discard) {
         for (int e = 0; e < n; e++) {
             int i = (int)events[e].data.u64;
             for (;;) {
-                ssize_t got = recv(fds[i], discard ? NULL : sink, sizeof sink, flags);
+                ssize_t got = recv_body(fds[i], &chunkers[i], (unsigned char *)sink,
+                                        sizeof sink, flags);
+                if (got == -2) continue;
                 if (got < 0 && errno == EAGAIN) break;
                 if (got <= 0) { fprintf(stderr, "client %d: connection lost\n", i); return 1; }
                 total += got;
@@ -126,6 +192,7 @@ static int run_read(int clients, long long bytes, double timeout, int discard) {
 
 struct follower {
     int fd;
+    struct chunker chunker;
     int have;          /* bytes of the current record received so far */
     uint64_t expect;   /* next sequence number */
     uint64_t received; /* records received (first one excluded) */
@@ -176,7 +243,8 @@ static uint64_t lat_max_ns, out_of_order;
 static int follow(struct follower *f, int measure) {
     unsigned char buf[16384];
     for (;;) {
-        ssize_t got = recv(f->fd, buf, sizeof buf, MSG_DONTWAIT);
+        ssize_t got = recv_body(f->fd, &f->chunker, buf, sizeof buf, MSG_DONTWAIT);
+        if (got == -2) continue;
         if (got < 0 && errno == EAGAIN) return 0;
         if (got <= 0) return -1;
         uint64_t now = now_ns();
@@ -219,7 +287,7 @@ static int run_lat(int clients, const char *path, double rate, double seconds) {
     struct follower *fs = calloc(clients, sizeof *fs);
     int ep = epoll_create1(0);
     for (int i = 0; i < clients; i++) {
-        fs[i].fd = connect_client("0\n");
+        fs[i].fd = connect_client(http_mode ? HTTP_REQUEST : "0\n");
         epoll_add(ep, fs[i].fd, EPOLLIN, i);
     }
     /* Record 0 proves every client is connected and caught up before timing. */
@@ -345,6 +413,8 @@ int main(int argc, char **argv) {
     server.sin_family = AF_INET;
     server.sin_port = htons(atoi(argv[3]));
     if (inet_pton(AF_INET, argv[2], &server.sin_addr) != 1) die("address");
+    http_mode = !strcmp(argv[argc - 1], "http");
+    argc -= http_mode;
     if (!strcmp(argv[1], "read") && argc == 8)
         return run_read(atoi(argv[4]), atoll(argv[5]), atof(argv[6]), !strcmp(argv[7], "discard"));
     if (!strcmp(argv[1], "lat") && argc == 8)
