@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 #: well under 2 KiB; a proxy adds a few headers; h11's default is 16 KiB.
 MAX_REQUEST_HEAD = 8 * 1024
 
-#: Bytes asked of the socket per read of a request.
-REQUEST_READ = 8 * 1024
+#: Bytes asked of the socket per read of a request: most requests in one read,
+#: and small next to MAX_REQUEST_HEAD, which h11 checks between reads.
+REQUEST_READ = 1024
 
 
 class HttpFront(AcceptBackoff, StreamServer):
