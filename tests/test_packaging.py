@@ -44,6 +44,9 @@ def check_installed(bin: Path) -> None:
         assert b"Exit status" in result.stdout
     where = run(bin / "python", "-c", "import tailsrv; print(tailsrv.__file__)", cwd=bin)
     assert where.stdout.decode().startswith(str(bin.parent))
+    pages = run(bin / "python", "-c", "from tailsrv.http import load_pages; print(len(load_pages()))",
+                cwd=bin)
+    assert pages.stdout.strip() == b"3", pages.stderr  # the --http viewer, as package data
     version = run(bin / "tailsrv", "--version")
     assert version.stdout.decode().split() == ["tailsrv", metadata_version()]
 
