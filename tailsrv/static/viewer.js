@@ -203,6 +203,7 @@
     if (pendingRow) pendingRow.remove();
     pendingRow = div;
     if (div) log.append(div);
+    if (following) scrollToEnd();
   }
 
   function add(list) {
@@ -213,6 +214,8 @@
       showStatus();
       return;
     }
+    // Scrolled away since the last scroll event? Then this is not for following.
+    if (following && !atEnd()) following = false;
     render(list);
     arrived(list.length);
   }
