@@ -176,6 +176,17 @@ def test_server_restarted_page_resumes_exactly(viewer, logfile):
     assert page.inner_text("#status") == "live"
 
 
+def test_truncated_file_is_said_and_shown_again(viewer, logfile):
+    logfile.write_text("".join(f"old {i}\n" for i in range(50)))
+    page, _ = viewer()
+    logfile.write_text("new 1\nnew 2\n")  # shorter than what the page has
+    page.wait_for_function("() => document.querySelector('#log .note') !== null")
+    assert "truncated to 12 bytes" in page.inner_text("#log .note")
+    received(page, logfile)
+    assert shown(page)[-2:] == ["new 1", "new 2"]
+    assert page.inner_text("#status") == "live"
+
+
 def test_screenshot(viewer, logfile, tmp_path):
     """The page as the README shows it (TAILSRV_SCREENSHOT=docs/viewer.png
     writes it there)."""
