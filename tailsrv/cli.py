@@ -43,7 +43,7 @@ Options:
                                give --http-auth.
   --http-auth FILE             Ask HTTP clients for the user name and password
                                in FILE, one line user:password (basic
-                               authentication: put TLS in front, see the README).
+                               authentication: put TLS in front, see docs/http.md).
   --linger-after-file-is-gone  Keep running and serving the open file after PATH
                                is deleted or moved.
   --header-timeout SECS        Seconds a client has to send its header before it

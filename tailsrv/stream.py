@@ -7,8 +7,8 @@ never starves the rest. A client that has caught up *parks*: its greenlet
 sleeps, and when the file grows the `Fanout` makes one pass over every parked
 client and tries a non-blocking ``sendfile`` for each, waking only those whose
 socket could not take it all. That keeps an append to a file followed by a
-thousand clients at a thousand syscalls, with no greenlet switches (see the
-README's performance section for the measurements behind this).
+thousand clients at a thousand syscalls, with no greenlet switches (see
+docs/performance.md for the measurements behind this).
 """
 
 from __future__ import annotations
