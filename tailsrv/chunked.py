@@ -40,9 +40,7 @@ class ChunkedFollower(Follower):
     def __init__(self, fanout: Fanout, sock, offset: int, conn: h11.Connection) -> None:
         super().__init__(fanout, sock, offset)
         self.conn = conn
-        # The same descriptor as a plain socket object, for send() with flags
-        # and without gevent's waiting: it is never closed, only detached.
-        self._raw = _socket.socket(sock.family, sock.type, 0, self.fd)
+        self._raw = None
         self._chunk_end = offset  # where the open chunk ends; == offset: none open
         self._owed = b""  # framing bytes due before the next file byte
 
@@ -58,6 +56,10 @@ class ChunkedFollower(Follower):
         return n
 
     def run(self) -> None:
+        # The same descriptor as a plain socket object, for send() with flags
+        # and without gevent's waiting; made here, where it is sure to be
+        # detached again (closing it would close the client's descriptor).
+        self._raw = _socket.socket(self.sock.family, self.sock.type, 0, self.fd)
         try:
             super().run()
         except (Truncated, GreenletExit):
