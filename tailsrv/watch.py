@@ -20,7 +20,6 @@ from typing import Callable, List, Optional
 
 import gevent
 from gevent.event import Event
-from gevent.socket import wait_read
 
 from .inotify import (ATTRIB, CREATE, DELETE_SELF, MODIFY, MOVE_SELF, MOVED_TO, Q_OVERFLOW,
                       INotify)
@@ -54,7 +53,7 @@ class FileWatch:
     ``gone`` is set when the file was deleted or moved and ``linger`` is off,
     or when following it failed (then ``error`` says why).
     Listeners registered with `subscribe` hear of every size change, in the
-    watcher greenlet.
+    event loop's callback for inotify's descriptor: they must not block.
     """
 
     def __init__(self, path: str, linger: bool = False) -> None:
@@ -69,7 +68,7 @@ class FileWatch:
         self._listeners: List[Listener] = []
         self._inotify: Optional[INotify] = None
         self._dir_watch: Optional[int] = None
-        self._greenlet: Optional[gevent.Greenlet] = None
+        self._watcher = None
         self._lingering = False
 
     def subscribe(self, listener: Listener) -> None:
@@ -90,11 +89,14 @@ class FileWatch:
             raise OSError(error.errno, f"cannot watch {directory}: {error.strerror}") from None
         if not self._open():
             log.info("%s does not exist yet; waiting for it to appear", self.path)
-        self._greenlet = gevent.spawn(self._run)
+        # A persistent watcher whose callback runs the listeners in the hub:
+        # no greenlet switch between inotify's wake and the clients' sendfile
+        # (bench lat1, see docs/performance.md).
+        self._watcher = gevent.get_hub().loop.io(self._inotify.fd, 1)
+        self._watcher.start(self._on_events)
 
     def close(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill()
+        self._stop_watching()
         if self._inotify is not None:
             self._inotify.close()
         if self.fd is not None:
@@ -124,30 +126,37 @@ class FileWatch:
         self._refresh(moved=False)
         return True
 
-    def _run(self) -> None:
+    def _stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher.close()
+            self._watcher = None
+
+    def _on_events(self) -> None:
         try:
             self._follow()
         except OSError as error:
             log.error("stopped following %s: %s", self.path, error)
             self.error = error
+            self._stop_watching()
             self.gone.set()
 
     def _follow(self) -> None:
-        inotify = self._inotify
-        name = os.path.basename(self.path)
-        while True:
-            wait_read(inotify.fd)
-            events = inotify.read(INOTIFY_READ)
-            if self.fd is None:
-                if any(e.name == name or e.mask & Q_OVERFLOW for e in events):
-                    try:
-                        self._open()
-                    except NotARegularFile as error:
-                        log.error("%s; still waiting for a regular file", error)
-                continue
-            self._refresh(moved=any(e.mask & MOVE_SELF for e in events))
-            if self.gone.is_set():
-                return
+        """Read the events there are, then learn what they mean."""
+        events = self._inotify.read(INOTIFY_READ)
+        if not events:
+            return
+        if self.fd is None:
+            name = os.path.basename(self.path)
+            if any(e.name == name or e.mask & Q_OVERFLOW for e in events):
+                try:
+                    self._open()
+                except NotARegularFile as error:
+                    log.error("%s; still waiting for a regular file", error)
+            return
+        self._refresh(moved=any(e.mask & MOVE_SELF for e in events))
+        if self.gone.is_set():
+            self._stop_watching()
 
     def _refresh(self, moved: bool) -> None:
         st = os.fstat(self.fd)

@@ -32,7 +32,7 @@ def status_app(servers: List[TailServer]):
     """A WSGI app that reports on the tail servers."""
     def app(environ, start_response):
         body = "".join(f"{server.watch.path} {server.watch.size} bytes, "
-                       f"{len(server.pool)} clients\n" for server in servers)
+                       f"{server.connections} clients\n" for server in servers)
         start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
         return [body.encode()]
     return app
