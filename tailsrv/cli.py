@@ -81,6 +81,7 @@ from docopt import DocoptExit, docopt
 import tailsrv
 
 from .accept import raise_open_files_limit
+from .logs import BatchingHandler, cheap_records
 from .listeners import (Bind, describe, inherited_listener, open_listener, parse_bind,
                         parse_host_port, remove_socket_file, tcp_listener)
 from .server import TailServer
@@ -223,8 +224,8 @@ def setup_logging(level: str, journald: bool) -> bool:
                   "(no journal socket, and stderr is not the journal)", file=sys.stderr)
             return False
     else:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler = BatchingHandler()
+    cheap_records()
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
