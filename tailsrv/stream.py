@@ -70,6 +70,12 @@ class Client:
         """Bytes sent so far: the offset only ever moves by what was sent."""
         return self.offset - self.start
 
+    def send(self, file_fd: int, offset: int, count: int) -> int:
+        """Send up to ``count`` file bytes from ``offset``; how many went.
+        The place for a client that frames what it sends (a subclass); the
+        fanout's pass does the same inline for plain clients."""
+        return os.sendfile(self.fd, file_fd, offset, count)
+
 
 #: Told of a client's end, with why: None when the server stopped, an OSError
 #: when the client went, `Truncated`, or any other exception (a bug).
@@ -108,7 +114,7 @@ class Fanout:
         offset = client.offset
         if offset < size and self.watch.fd is not None:
             try:
-                offset += os.sendfile(client.fd, self.watch.fd, offset, min(CHUNK, size - offset))
+                offset += client.send(self.watch.fd, offset, min(CHUNK, size - offset))
             except BlockingIOError:
                 pass
             except OSError as error:
@@ -155,7 +161,9 @@ class Fanout:
         """The pass: one non-blocking ``sendfile`` per parked client, in the
         event loop's callback for the file. It is the whole cost of an append
         (the profile at a thousand clients is 85% ``sendfile`` itself), so it
-        is written flat: no call per client but the syscall."""
+        is written flat: no call per client but the syscall (so it does what
+        `Client.send` does, inline: a client that frames its data needs a set
+        of its own, whose pass calls its ``send``)."""
         fd = self.watch.fd
         sendfile = os.sendfile
         parked = self.parked
@@ -195,8 +203,7 @@ class Fanout:
                 if client.offset >= size:
                     break
                 try:
-                    n = os.sendfile(client.fd, watch.fd, client.offset,
-                                    min(CHUNK, size - client.offset))
+                    n = client.send(watch.fd, client.offset, min(CHUNK, size - client.offset))
                 except BlockingIOError:
                     wait_write(client.fd)
                     continue

@@ -96,6 +96,7 @@ def test_client_sockets_get_nodelay_and_keepalive(logfile):
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 6
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT) == 65536
     thread.stop()
     with socket.socket(socket.AF_UNIX) as unix:
         tune(unix)  # nothing to tune, and no error
