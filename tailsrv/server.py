@@ -1,11 +1,11 @@
 """TailServer: a gevent `StreamServer` that streams one file to every client.
 
-A connection is served in the event loop's accept callback when it can be: its
-header is usually there with the connection, and then the client is read,
-placed and handed to the file's `Fanout` without a greenlet. A client that must
-wait (for the rest of its header, or for a line count to be reached) gets a
-greenlet from a `gevent.pool.Pool` (so that ``stop()`` can end it) until it can
-be handed over. The server never reads the client again after the header's
+A connection is served in the event loop's callbacks, without a greenlet: its
+header is usually there with the connection and read in the accept callback,
+else it is read when it comes (`tailsrv.headers`); then the client is placed and
+handed to the file's `Fanout`. Only a client that must wait before it starts
+(for a line count to be reached) gets a greenlet, from a `gevent.pool.Pool` so
+that ``stop()`` can end it. The server never reads the client again after the header's
 newline; the `Fanout` owns the client from there until it ends, and tells the
 server (`TailServer.client_ended`, the one place a client's end is logged and
 counted).
@@ -33,20 +33,17 @@ from typing import Optional
 import gevent
 from gevent.pool import Pool
 from gevent.server import StreamServer
-from gevent.socket import wait_read, wait_write
+from gevent.socket import wait_write
 
 from .accept import AcceptBackoff
 from .keepalive import enable_keepalive
 from .lines import end_of_first_lines, start_of_last_lines
+from .headers import HEADER_READ, Headers, Pending
 from .protocol import BadHeader, HeaderReader, Request, announcement, byte_position
 from .stream import Client, Fanout, Truncated
 from .watch import FileWatch
 
 log = logging.getLogger(__name__)
-
-#: Bytes asked of the socket per read while waiting for a header: more than a
-#: header can be, so a well-behaved client is read in one call.
-HEADER_READ = 128
 
 #: Most bytes a client's socket holds that TCP has not sent yet. Without a
 #: bound one ``sendfile`` queues megabytes, which on loopback the receiver's
@@ -119,7 +116,8 @@ class TailServer(AcceptBackoff, RawAccept):
         if max_clients is not None:
             self.max_clients = max_clients
         self.watch = FileWatch(path, linger=linger)
-        self.fanout = Fanout(self.watch, self.pool.spawn, self.client_ended)
+        self.fanout = Fanout(self.watch, self.client_ended)
+        self.headers = Headers(self.header_timeout, self._arrived, self._refused)
         self.siblings = [_Sibling(extra, self) for extra in listeners[1:]]
         self.accepted = 0
         self.rejected: Counter = Counter()
@@ -148,6 +146,8 @@ class TailServer(AcceptBackoff, RawAccept):
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop accepting, disconnect every client, stop following the file."""
         self.close()
+        for pending in self.headers.close():
+            self._closed(pending.fd)
         self.pool.kill(block=True, timeout=self.stop_timeout if timeout is None else timeout)
         self.fanout.close()
         self.watch.close()
@@ -156,8 +156,8 @@ class TailServer(AcceptBackoff, RawAccept):
         gevent.spawn(self.stop)
 
     def do_handle(self, fd: int, address) -> None:
-        """Serve a new connection, in the accept callback: all of it when its
-        header is there and needs no waiting, else in a greenlet of the pool.
+        """A new connection, in the accept callback: its header is read at once
+        when it came with the connection, else when it comes (`Headers`).
         Closed at once when ``max_clients`` are already being served."""
         self.accepted += 1
         peer = format_peer(address)
@@ -168,51 +168,54 @@ class TailServer(AcceptBackoff, RawAccept):
             os.close(fd)
             return
         self.connections += 1
-        began = time.monotonic()
-        reader = HeaderReader()
+        pending = Pending(fd, peer, time.monotonic(), HeaderReader())
         try:
-            request = reader.feed(os.read(fd, HEADER_READ))
+            request = pending.reader.feed(os.read(fd, HEADER_READ))
         except BlockingIOError:
             request = None
         except (BadHeader, OSError) as error:
-            self._refused(fd, peer, error)
+            self._refused(pending, error)
             return
-        if request is None or request.lines or request.announce:
-            self.pool.spawn(self.handle, fd, peer, began, reader, request)
+        if request is None:
+            self.headers.add(pending)
         else:
-            self._follow(fd, peer, began, request, byte_position(request.offset, self.watch.size))
+            self._arrived(pending, request)
 
-    def handle(self, fd: int, peer: str, began: float, reader: HeaderReader,
-               request: Optional[Request]) -> None:
-        """A connection that must wait: for the rest of its header (within
-        ``header_timeout``), for a line count, to announce its position."""
+    def _arrived(self, pending: Pending, request: Request) -> None:
+        """A whole header: the client starts now, or once its start is known."""
+        if request.lines or request.announce:
+            self.pool.spawn(self.handle, pending, request)
+        else:
+            self._follow(pending, request, byte_position(request.offset, self.watch.size))
+
+    def handle(self, pending: Pending, request: Request) -> None:
+        """A client that must wait before it starts: for a line count to be
+        reached, or for its socket to take the announced position."""
         try:
-            if request is None:
-                request = self.read_header(fd, reader)
             start = self.start_position(request)
             if request.announce:
-                _write_all(fd, announcement(start))
-        except (BadHeader, OSError) as error:
-            self._refused(fd, peer, error)
+                _write_all(pending.fd, announcement(start))
+        except OSError as error:
+            self._refused(pending, error)
             return
         except BaseException:  # stopped (GreenletExit), or a bug gevent reports
-            self._closed(fd)
+            self._closed(pending.fd)
             raise
-        self._follow(fd, peer, began, request, start)
+        self._follow(pending, request, start)
 
-    def _follow(self, fd: int, peer: str, began: float, request: Request, start: int) -> None:
-        log.info("%s connected: header %s, starting at byte %d", peer, request, start)
-        self.fanout.join(Client(fd, peer, began, start))
+    def _follow(self, pending: Pending, request: Request, start: int) -> None:
+        log.info("%s connected: header %s, starting at byte %d", pending.peer, request, start)
+        self.fanout.join(Client(pending.fd, pending.peer, pending.began, start))
 
-    def _refused(self, fd: int, peer: str, error: Exception) -> None:
+    def _refused(self, pending: Pending, error: Exception) -> None:
         """A connection closed before it was a client: a bad header, or gone."""
         if isinstance(error, BadHeader):
             self.rejected["bad_header"] += 1
-            log.warning("%s rejected: %s", peer, error)
+            log.warning("%s rejected: %s", pending.peer, error)
         else:
-            log.info("%s gone before sending a header: %s", peer,
+            log.info("%s gone before sending a header: %s", pending.peer,
                      getattr(error, "strerror", None) or error)
-        self._closed(fd)
+        self._closed(pending.fd)
 
     def _closed(self, fd: int) -> None:
         os.close(fd)
@@ -238,21 +241,6 @@ class TailServer(AcceptBackoff, RawAccept):
             log.debug("internal error details", exc_info=why)
         log.info("%s disconnected (%s): sent %d bytes from byte %d in %.3f s",
                  peer, reason, client.sent, client.start, time.monotonic() - client.began)
-
-    def read_header(self, fd: int, reader: HeaderReader) -> Request:
-        """Read until the header's newline; raise BadHeader if it is bad or
-        late. (The accept callback has already read what came with the
-        connection into ``reader``.)"""
-        late = BadHeader(f"no complete header within {self.header_timeout:g} s")
-        with gevent.Timeout(self.header_timeout, late):
-            while True:
-                wait_read(fd)
-                try:
-                    request = reader.feed(os.read(fd, HEADER_READ))
-                except BlockingIOError:
-                    continue
-                if request is not None:
-                    return request
 
     def start_position(self, request: Request) -> int:
         """The byte a request starts at; waits while a line count is not there yet."""

@@ -2,16 +2,16 @@
 never a byte copied through Python, each client at its own pace.
 
 A client past its header is a `Client`: a small object (its descriptor, where it
-is, what it was sent) owned by the `Fanout` of the file until it ends. A client
-that has caught up is *parked*: it holds no greenlet at all. When the file grows
-the fanout makes one pass over the parked clients, in the event loop's own
-callback for the file's news, with one non-blocking ``sendfile`` each. A client
-gets a greenlet only while it must wait for its socket (it is behind and the
-socket is full), and gives it back once it has caught up.
+is, what it was sent) owned by the `Fanout` of the file until it ends, with no
+greenlet of its own. A client that has caught up is *parked*: when the file
+grows the fanout makes one pass over the parked clients, in the event loop's
+own callback for the file's news, with one non-blocking ``sendfile`` each. A
+client whose socket is full is *blocked*: one epoll set watches the sockets of
+all clients, and a blocked client is sent its next chunk when its socket has
+room, until it has caught up and parks again.
 
-The sockets of every client are watched by one epoll set, not a watcher each:
-what a client sends after its header is read and thrown away, and a reset or a
-hang-up ends it even while the file is idle.
+The same epoll set reads and throws away what clients send after their header,
+and sees resets and hang-ups, so a gone client ends even while the file is idle.
 
 Every client ends in one place, `Fanout.end`: its descriptor is closed and the
 owner's ``ended`` callback hears why (to log it and count what it was sent).
@@ -23,15 +23,14 @@ import errno
 import os
 from typing import Callable, Dict, Optional, Set
 
-import gevent
-from gevent.monkey import get_original
 from gevent.hub import get_hub
-from gevent.socket import wait_write
+from gevent.monkey import get_original
 
 from .watch import FileWatch
 
-#: Most bytes one ``sendfile`` call may send before the client yields to the
-#: others. A few MiB keeps syscalls rare on a fast reader and each turn short.
+#: Most bytes one ``sendfile`` call may send to a blocked client before the
+#: others get a turn. A few MiB keeps syscalls rare on a fast reader and each
+#: turn short.
 CHUNK = 4 * 1024 * 1024
 
 #: Bytes discarded per read when a client sends us something after its header.
@@ -41,6 +40,7 @@ DISCARD = 64 * 1024
 
 _epoll = get_original("select", "epoll")
 _EPOLLIN = 0x001
+_EPOLLOUT = 0x004
 _EPOLLERR = 0x008
 _EPOLLHUP = 0x010
 
@@ -52,9 +52,10 @@ class Truncated(Exception):
 class Client:
     """One connected client past its header: its socket's descriptor, where it
     is in the file, and what it was sent. ``peer`` and ``began`` are for the
-    log line at its end. ``greenlet`` is set while it waits for its socket."""
+    log line at its end; ``events`` are what the fanout's epoll set watches
+    its socket for."""
 
-    __slots__ = ("fd", "peer", "began", "start", "offset", "truncations", "greenlet")
+    __slots__ = ("fd", "peer", "began", "start", "offset", "events")
 
     def __init__(self, fd: int, peer: str, began: float, offset: int) -> None:
         self.fd = fd
@@ -62,8 +63,7 @@ class Client:
         self.began = began
         self.start = offset
         self.offset = offset
-        self.truncations = 0
-        self.greenlet: Optional[gevent.Greenlet] = None
+        self.events = _EPOLLIN
 
     @property
     def sent(self) -> int:
@@ -83,19 +83,15 @@ Ended = Callable[[Client, Optional[BaseException]], None]
 
 
 class Fanout:
-    """The clients of one file: who is parked, the pass that feeds them when
-    the file grows, the greenlets of those that are behind, and their ends.
+    """The clients of one file: the parked ones and the pass that feeds them
+    when the file grows, the blocked ones fed as their sockets drain, and
+    their ends. ``ended`` is called once for every client that ends."""
 
-    ``spawn`` starts a greenlet (a pool's, so that the owner can end them all);
-    ``ended`` is called once for every client that ends.
-    """
-
-    def __init__(self, watch: FileWatch, spawn: Callable[..., gevent.Greenlet],
-                 ended: Ended) -> None:
+    def __init__(self, watch: FileWatch, ended: Ended) -> None:
         self.watch = watch
         self.clients: Dict[int, Client] = {}
         self.parked: Set[Client] = set()
-        self._spawn = spawn
+        self.blocked: Set[Client] = set()
         self._ended = ended
         # Made at once, not when first needed: that may be when descriptors
         # have run out. The watcher holds no reference on the loop, like a daemon.
@@ -105,32 +101,17 @@ class Fanout:
         watch.subscribe(self._on_change)
 
     def join(self, client: Client) -> None:
-        """Take a client over: send it what there is, then park it or give it a
-        greenlet until it has caught up. Never blocks."""
-        client.truncations = self.watch.truncations
+        """Take a client over: send it what there is, then park or block it."""
         self.clients[client.fd] = client
-        self._sockets.register(client.fd, _EPOLLIN)
-        size = self.watch.size
-        offset = client.offset
-        if offset < size and self.watch.fd is not None:
-            try:
-                offset += client.send(self.watch.fd, offset, min(CHUNK, size - offset))
-            except BlockingIOError:
-                pass
-            except OSError as error:
-                self.end(client, error)
-                return
-            client.offset = offset
-        if offset >= size:
-            self.parked.add(client)
-        else:
-            client.greenlet = self._spawn(self._catch_up, client)
+        self._sockets.register(client.fd, client.events)
+        self._feed(client)
 
     def end(self, client: Client, why: Optional[BaseException]) -> None:
         """The one way a client ends: forgotten, its socket closed, the owner told."""
         if self.clients.pop(client.fd, None) is None:
             return
         self.parked.discard(client)
+        self.blocked.discard(client)
         try:
             self._sockets.unregister(client.fd)
         except OSError:
@@ -141,8 +122,6 @@ class Fanout:
     def close(self) -> None:
         """End every client ("server stopping") and release the socket watch."""
         for client in list(self.clients.values()):
-            if client.greenlet is not None:
-                client.greenlet.kill(block=False)
             self.end(client, None)
         self._watcher.stop()
         self._watcher.close()
@@ -157,6 +136,42 @@ class Fanout:
         size = self.watch.size
         return max([0, *(size - client.offset for client in self.clients.values())])
 
+    def _feed(self, client: Client) -> None:
+        """Send a client its next chunk; park it once it has caught up (or the
+        file turned out shorter than we knew: the watcher will say), else
+        watch its socket for room."""
+        watch = self.watch
+        size = watch.size
+        offset = client.offset
+        full = False
+        if offset < size:
+            try:
+                n = client.send(watch.fd, offset, min(CHUNK, size - offset))
+            except BlockingIOError:
+                full = True
+            except OSError as error:
+                self.end(client, error)
+                return
+            else:
+                client.offset = offset = offset + n
+                full = 0 < n and offset < size
+        if full:
+            self._block(client)
+        else:
+            self.blocked.discard(client)
+            self.parked.add(client)
+            self._watch(client, client.events & ~_EPOLLOUT)
+
+    def _block(self, client: Client) -> None:
+        self.parked.discard(client)
+        self.blocked.add(client)
+        self._watch(client, client.events | _EPOLLOUT)
+
+    def _watch(self, client: Client, events: int) -> None:
+        if events != client.events:
+            client.events = events
+            self._sockets.modify(client.fd, events)
+
     def _on_change(self, size: int, shrank: bool) -> None:
         """The pass: one non-blocking ``sendfile`` per parked client, in the
         event loop's callback for the file. It is the whole cost of an append
@@ -166,9 +181,7 @@ class Fanout:
         of its own, whose pass calls its ``send``)."""
         fd = self.watch.fd
         sendfile = os.sendfile
-        parked = self.parked
-        behind = None
-        for client in tuple(parked):
+        for client in tuple(self.parked):
             offset = client.offset
             if offset < size:
                 try:
@@ -179,78 +192,44 @@ class Fanout:
                     self.end(client, error)
                     continue
                 client.offset = offset = offset + n
-                if offset < size:  # the socket is full: a greenlet waits for it
-                    parked.discard(client)
-                    if behind is None:
-                        behind = []
-                    behind.append(client)
+                if offset < size:  # the socket is full
+                    self._block(client)
             elif shrank and offset > size:
                 self.end(client, Truncated(f"file truncated to {size} bytes"))
-        if behind is not None:
-            for client in behind:
-                client.greenlet = self._spawn(self._catch_up, client)
-
-    def _catch_up(self, client: Client) -> None:
-        """A behind client's greenlet: send until caught up, then park."""
-        watch = self.watch
-        try:
-            while True:
-                size = watch.size
-                if watch.truncations != client.truncations:
-                    client.truncations = watch.truncations
-                    if client.offset > size:
-                        raise Truncated(f"file truncated to {size} bytes")
-                if client.offset >= size:
-                    break
-                try:
-                    n = client.send(watch.fd, client.offset, min(CHUNK, size - client.offset))
-                except BlockingIOError:
-                    wait_write(client.fd)
-                    continue
-                if n == 0:  # shorter than we knew: the watcher has yet to see it shrink
-                    watch.wait_for_change(size)
-                    continue
-                client.offset += n
-                if client.offset < size:
-                    gevent.sleep(0)  # between chunks, let the other clients have a turn
-        except gevent.GreenletExit:
-            client.greenlet = None
-            self.end(client, None)
-            return
-        except BaseException as error:  # gone (OSError), Truncated, or a bug
-            client.greenlet = None
-            self.end(client, error)
-            return
-        client.greenlet = None
-        if client.fd in self.clients:
-            self.parked.add(client)
+        if shrank:
+            for client in tuple(self.blocked):
+                if client.offset > size:
+                    self.end(client, Truncated(f"file truncated to {size} bytes"))
 
     def _on_sockets(self) -> None:
-        """What clients sent after their header, and their resets and hang-ups."""
+        """Room in blocked clients' sockets; what clients sent after their
+        header; their resets and hang-ups."""
+        clients = self.clients
         for fd, events in self._sockets.poll(0):
-            client = self.clients.get(fd)
+            client = clients.get(fd)
             if client is None:
                 continue
             if events & _EPOLLIN:
-                try:
-                    if os.read(fd, DISCARD):
-                        continue
-                except BlockingIOError:
+                self._discard_input(client)
+                if fd not in clients:
                     continue
-                except OSError as error:
-                    self._gone(client, error)
-                    continue
-                # End of file: half-closed (``echo 0 | nc``, still reading) or
-                # gone, TCP cannot tell. Keep sending; an epoll set that asks
-                # for no events still reports the reset a gone peer answers
-                # the next append with, or a keepalive probe's failure.
-                self._sockets.modify(fd, 0)
-            elif events & (_EPOLLERR | _EPOLLHUP):
-                self._gone(client, ConnectionResetError(errno.ECONNRESET,
-                                                        os.strerror(errno.ECONNRESET)))
+            if events & _EPOLLOUT:
+                self._feed(client)
+            elif events & (_EPOLLERR | _EPOLLHUP) and not client.events & _EPOLLIN:
+                self.end(client, ConnectionResetError(errno.ECONNRESET,
+                                                      os.strerror(errno.ECONNRESET)))
 
-    def _gone(self, client: Client, error: OSError) -> None:
-        if client.greenlet is not None:
-            client.greenlet.kill(error, block=False)  # it ends the client itself
-        else:
+    def _discard_input(self, client: Client) -> None:
+        try:
+            if os.read(client.fd, DISCARD):
+                return
+        except BlockingIOError:
+            return
+        except OSError as error:
             self.end(client, error)
+            return
+        # End of file: half-closed (``echo 0 | nc``, still reading) or gone,
+        # TCP cannot tell. Keep sending; an epoll set that asks for no input
+        # still reports the reset a gone peer answers the next append with,
+        # or a keepalive probe's failure.
+        self._watch(client, client.events & ~_EPOLLIN)
