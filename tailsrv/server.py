@@ -36,9 +36,9 @@ from gevent.server import StreamServer
 from gevent.socket import wait_write
 
 from .accept import AcceptBackoff
+from .headers import HEADER_READ, Headers, Pending
 from .keepalive import enable_keepalive
 from .lines import end_of_first_lines, start_of_last_lines
-from .headers import HEADER_READ, Headers, Pending
 from .protocol import BadHeader, HeaderReader, Request, announcement, byte_position
 from .stream import Client, Fanout, Truncated
 from .watch import FileWatch
