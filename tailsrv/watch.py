@@ -22,20 +22,20 @@ import gevent
 from gevent.event import Event
 from gevent.socket import wait_read
 
-from .inotify import (ATTRIB, CREATE, DELETE_SELF, MODIFY, MOVE_SELF, MOVED_TO, Q_OVERFLOW,
-                      INotify)
+from inotify_simple import INotify, flags, parse_events
 
 log = logging.getLogger(__name__)
 
 #: Growth shows up as MODIFY; deletion as ATTRIB with a link count of 0 (DELETE_SELF
 #: never fires while we hold the file open); a rename as MOVE_SELF.
-FILE_EVENTS = MODIFY | ATTRIB | MOVE_SELF | DELETE_SELF
+FILE_EVENTS = flags.MODIFY | flags.ATTRIB | flags.MOVE_SELF | flags.DELETE_SELF
 #: A missing file can appear by creation or by being renamed into place.
-DIR_EVENTS = CREATE | MOVED_TO
+DIR_EVENTS = flags.CREATE | flags.MOVED_TO
 
 #: Bytes asked of inotify per read: room for thousands of events, so one read
 #: drains a burst (the kernel hands out whole events; any rest stays queued and
-#: wakes us again), with no FIONREAD ioctl first: one syscall less per append.
+#: wakes us again), with no FIONREAD ioctl first (as ``INotify.read`` makes):
+#: one syscall less per append.
 INOTIFY_READ = 64 * 1024
 
 #: Called with the new size and whether the file shrank.
@@ -81,7 +81,7 @@ class FileWatch:
         Raises OSError (with a readable message) when the parent directory
         is missing or PATH is not a regular file.
         """
-        self._inotify = INotify()
+        self._inotify = INotify(nonblocking=True)
         directory = os.path.dirname(self.path)
         try:
             self._dir_watch = self._inotify.add_watch(directory, DIR_EVENTS)
@@ -135,17 +135,21 @@ class FileWatch:
     def _follow(self) -> None:
         inotify = self._inotify
         name = os.path.basename(self.path)
+        move_self = int(flags.MOVE_SELF)  # tested per append: an int, not an enum lookup
         while True:
             wait_read(inotify.fd)
-            events = inotify.read(INOTIFY_READ)
+            try:
+                events = parse_events(os.read(inotify.fd, INOTIFY_READ))
+            except BlockingIOError:  # woken for nothing
+                continue
             if self.fd is None:
-                if any(e.name == name or e.mask & Q_OVERFLOW for e in events):
+                if any(e.name == name or e.mask & flags.Q_OVERFLOW for e in events):
                     try:
                         self._open()
                     except NotARegularFile as error:
                         log.error("%s; still waiting for a regular file", error)
                 continue
-            self._refresh(moved=any(e.mask & MOVE_SELF for e in events))
+            self._refresh(moved=any(e.mask & move_self for e in events))
             if self.gone.is_set():
                 return
 
