@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 from typing import Dict, Optional, Set, Union
 
 import gevent
 from gevent.hub import Waiter, get_hub
+from gevent.monkey import get_original
 from gevent.socket import wait_write
 
 from .watch import FileWatch
@@ -56,7 +56,9 @@ class Hangups:
     def __init__(self) -> None:
         # Made at once, not when first needed: that may be when descriptors have
         # run out. The watcher holds no reference on the loop, like a daemon.
-        self._epoll = select.epoll()
+        # The original epoll: monkey-patching removes ``select.epoll`` (and it
+        # is only ever polled with a zero timeout here, so it never blocks).
+        self._epoll = get_original("select", "epoll")()
         self._watcher = get_hub().loop.io(self._epoll.fileno(), 1, ref=False)
         self._watcher.start(self._on_ready)
         self._followers: Dict[int, Follower] = {}
