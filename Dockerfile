@@ -4,7 +4,7 @@
 #   docker run --rm -p 4321:4321 -v /var/log/nginx:/data:ro tailsrv -p 4321 /data/access.log
 #
 # The arguments after the image name are tailsrv's (ENTRYPOINT); without any it
-# prints its help. See the README's "Docker" section.
+# prints its help. See docs/operations.md, "Docker".
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

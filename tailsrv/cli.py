@@ -86,13 +86,14 @@ from .listeners import (Bind, describe, inherited_listener, open_listener, parse
                         parse_host_port, remove_socket_file, tcp_listener)
 from .server import TailServer
 from .systemd import journal_handler, listen_fds, notify
-from .usage import UsageError, usage_section
+from .usage import UsageError, console_script, usage_section
 
 log = logging.getLogger("tailsrv")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+@console_script
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = docopt(__doc__, argv)

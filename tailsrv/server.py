@@ -165,7 +165,10 @@ class TailServer(AcceptBackoff, RawAccept):
             self.rejected["max_clients"] += 1
             log.warning("%s refused: already serving %d clients (--max-clients)",
                         peer, self.max_clients)
-            os.close(fd)
+            # Through a socket object: in a monkey-patched process that is
+            # gevent's close, which a greenlet of the same process waiting on
+            # the other end needs to see the reset (tests/test_monkey_patched.py).
+            socket.socket(fileno=fd).close()
             return
         self.connections += 1
         pending = Pending(fd, peer, time.monotonic(), HeaderReader())

@@ -21,20 +21,22 @@ from typing import Callable, List, Optional
 import gevent
 from gevent.event import Event
 
-from .inotify import (ATTRIB, CREATE, DELETE_SELF, MODIFY, MOVE_SELF, MOVED_TO, Q_OVERFLOW,
-                      INotify)
+from inotify_simple import INotify, flags, parse_events
 
 log = logging.getLogger(__name__)
 
 #: Growth shows up as MODIFY; deletion as ATTRIB with a link count of 0 (DELETE_SELF
 #: never fires while we hold the file open); a rename as MOVE_SELF.
-FILE_EVENTS = MODIFY | ATTRIB | MOVE_SELF | DELETE_SELF
+FILE_EVENTS = flags.MODIFY | flags.ATTRIB | flags.MOVE_SELF | flags.DELETE_SELF
 #: A missing file can appear by creation or by being renamed into place.
-DIR_EVENTS = CREATE | MOVED_TO
+DIR_EVENTS = flags.CREATE | flags.MOVED_TO
+#: Tested per append: an int, not an enum lookup.
+MOVE_SELF = int(flags.MOVE_SELF)
 
 #: Bytes asked of inotify per read: room for thousands of events, so one read
 #: drains a burst (the kernel hands out whole events; any rest stays queued and
-#: wakes us again), with no FIONREAD ioctl first: one syscall less per append.
+#: wakes us again), with no FIONREAD ioctl first (as ``INotify.read`` makes):
+#: one syscall less per append.
 INOTIFY_READ = 64 * 1024
 
 #: Called with the new size and whether the file shrank.
@@ -80,7 +82,7 @@ class FileWatch:
         Raises OSError (with a readable message) when the parent directory
         is missing or PATH is not a regular file.
         """
-        self._inotify = INotify()
+        self._inotify = INotify(nonblocking=True)
         directory = os.path.dirname(self.path)
         try:
             self._dir_watch = self._inotify.add_watch(directory, DIR_EVENTS)
@@ -143,12 +145,13 @@ class FileWatch:
 
     def _follow(self) -> None:
         """Read the events there are, then learn what they mean."""
-        events = self._inotify.read(INOTIFY_READ)
-        if not events:
+        try:
+            events = parse_events(os.read(self._inotify.fd, INOTIFY_READ))
+        except BlockingIOError:  # woken for nothing
             return
         if self.fd is None:
             name = os.path.basename(self.path)
-            if any(e.name == name or e.mask & Q_OVERFLOW for e in events):
+            if any(e.name == name or e.mask & flags.Q_OVERFLOW for e in events):
                 try:
                     self._open()
                 except NotARegularFile as error:
