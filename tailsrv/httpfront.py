@@ -1,14 +1,16 @@
 """`HttpFront`: the ``--http`` listener, in the `TailServer`'s process, loop and pool.
 
 Each connection is read with h11 (request parsing and response framing come
-from it; the routing is `tailsrv.http`), under the TCP port's limits: the
-pool and ``max_clients`` are the server's, a request head has at most
-`MAX_REQUEST_HEAD` bytes and ``header_timeout`` seconds to arrive. The viewer's
-files are answered on a kept-alive connection; a stream takes the connection
-for good: its response head goes out once the start is resolved, then the
-server streams the file to it like to any TCP client, as a chunked body
-(`tailsrv.chunked`) or, to an HTTP/1.0 client, as the raw bytes until the
-connection closes.
+from it; the routing is `tailsrv.http`) in a greenlet of the server's pool,
+under the TCP port's limits: it counts in the server's ``connections`` and
+``max_clients``, a request head has at most `MAX_REQUEST_HEAD` bytes and
+``header_timeout`` seconds to arrive. The viewer's files are answered on a
+kept-alive connection; a stream takes the connection for good: its response
+head goes out once the start is resolved, then the greenlet hands the socket's
+descriptor to the file's `Fanout` and is done, and the file goes to it like to
+any TCP client, as a chunked body (`tailsrv.chunked`) or, to an HTTP/1.0
+client, as the raw bytes until the connection closes. From there its end is
+any client's end (`TailServer.client_ended`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ from urllib.parse import quote
 
 import gevent
 import h11
-from gevent.server import StreamServer
+from gevent import socket
 
 from .accept import AcceptBackoff
-from .chunked import ChunkedFollower
+from .chunked import ChunkedClient
 from .http import SECURITY_HEADERS, TEXT, Reply, Stream, answer, error, load_pages
 from .protocol import BadHeader
-from .server import TailServer, format_peer, tune
-from .stream import Follower
+from .server import RawAccept, TailServer
+from .stream import Client
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ MAX_REQUEST_HEAD = 8 * 1024
 REQUEST_READ = 1024
 
 
-class HttpFront(AcceptBackoff, StreamServer):
+class HttpFront(AcceptBackoff, RawAccept):
     """Serves ``GET /stream`` and the viewer page for ``owner``'s file on
     ``listener``. ``credentials`` (``user:password``) turns basic
     authentication on (see `tailsrv.http.load_credentials`)."""
@@ -54,13 +56,15 @@ class HttpFront(AcceptBackoff, StreamServer):
         self.pages = load_pages()
         owner.attach(self)
 
-    def do_handle(self, sock, address) -> None:
-        if self.owner.admit(sock, address):
-            super().do_handle(sock, address)
+    def do_handle(self, fd: int, address) -> None:
+        peer = self.owner.admit(fd, address)
+        if peer is not None:
+            super().do_handle(socket.socket(fileno=fd), peer)
 
-    def handle(self, sock, address) -> None:
-        peer = format_peer(address)
+    def handle(self, sock: socket.socket, peer: str) -> None:
+        """Answer the connection's requests until it closes or streams."""
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
+        streaming = False
         try:
             while True:
                 began = time.monotonic()
@@ -72,6 +76,7 @@ class HttpFront(AcceptBackoff, StreamServer):
                 what = f"{peer} {request.method.decode()} {request.target.decode()}"
                 if isinstance(reply, Stream):
                     self._stream(conn, sock, what, began, reply)
+                    streaming = True
                     return
                 log.log(logging.DEBUG if reply.status == 200 else logging.INFO,
                         "%s: %d", what, reply.status)
@@ -79,6 +84,10 @@ class HttpFront(AcceptBackoff, StreamServer):
                     return
         except OSError as error_:
             log.debug("%s gone: %s", peer, error_.strerror or error_)
+        finally:
+            if not streaming:  # else the fanout owns it now
+                sock.close()
+                self.owner.connections -= 1
 
     def _read_request(self, conn: h11.Connection, sock, peer: str) -> Optional[h11.Request]:
         """The next request, or None when there is none (closed, late, or bad:
@@ -128,9 +137,9 @@ class HttpFront(AcceptBackoff, StreamServer):
 
     def _stream(self, conn: h11.Connection, sock, what: str, began: float,
                 stream: Stream) -> None:
-        """Resolve the start, send the response head, then the file for good."""
+        """Resolve the start, send the response head, then hand the socket to
+        the fanout for good."""
         owner = self.owner
-        tune(sock)
         start = owner.start_position(stream.request)
         head = conn.send(h11.Response(status_code=200, reason="OK", headers=[
             ("Content-Type", TEXT),
@@ -141,7 +150,8 @@ class HttpFront(AcceptBackoff, StreamServer):
             *SECURITY_HEADERS,
         ]))
         log.info("%s: 200, starting at byte %d", what, start)
+        sock.sendall(head)
         chunked = b"transfer-encoding: chunked" in head.lower()
-        follower = (ChunkedFollower(owner.fanout, sock, start, conn) if chunked
-                    else Follower(owner.fanout, sock, start))
-        owner.stream(follower, what, began, head)
+        fd = sock.detach()
+        owner.fanout.join(ChunkedClient(fd, what, began, start, conn) if chunked
+                          else Client(fd, what, began, start))

@@ -52,12 +52,14 @@ from typing import List, Optional
 
 from .client import follow, parse_address
 from .tool import Args, run
+from .usage import console_script
 
 
 class Locked(OSError):
     """FILE is already being mirrored by another tssync."""
 
 
+@console_script
 def main(argv: Optional[List[str]] = None) -> int:
     return run(__doc__, argv, _tssync)
 

@@ -156,10 +156,12 @@ def test_resume_from_the_announced_position_not_the_first_header(logfile, start_
     server = start_server(logfile)
     chunks = follow(address(server), lines=-1)
     assert take(chunks, 6) == b"world\n"
+    server.wait_log("connected: header -1l?")  # lines go out as the loop's turn ends
     server.kill()
     append(logfile, b"a\nb\n")  # asking for '-1l' again would skip "a\n"
     server.restart()
     assert take(chunks, 4) == b"a\nb\n"
+    server.wait_log("connected: header 12")
     assert headers(server) == ["-1l?", "12"]
 
 

@@ -12,7 +12,11 @@ import time
 import h11
 import pytest
 
-from conftest import IO_TIMEOUT, append, connect, free_port, read_exactly, wait_for
+from conftest import (IO_TIMEOUT, append, connect, free_port, read_exactly, read_until_closed,
+                      wait_for)
+from tailsrv import tcp_listener
+from tailsrv.httpfront import HttpFront
+from test_server import ServerThread
 
 CONTENT = b"one\ntwo\nthree\nfour\n"
 
@@ -187,6 +191,46 @@ def test_tcp_and_http_clients_get_the_same_append(web, logfile):
     append(logfile, b"both\n")
     assert client.body(5) == b"both\n"
     assert read_exactly(tcp, 5) == b"both\n"
+
+
+class HttpServerThread(ServerThread):
+    """An embedded TailServer with an HttpFront, to look at its state."""
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        self.http_listener = tcp_listener(0, "127.0.0.1")
+        self.http_port = self.http_listener.getsockname()[1]
+
+    def made(self, server) -> None:
+        HttpFront(self.http_listener, server)
+
+
+def test_a_streaming_http_client_is_a_framed_client_without_a_greenlet(logfile):
+    """Once its head is sent, an HTTP client is a `ChunkedClient` in the same
+    fanout as the TCP clients (parked in the framed set), counted in
+    ``connections``, with no greenlet left in the pool; the server stopping
+    ends its body in order."""
+    logfile.write_bytes(CONTENT)
+    thread = HttpServerThread(logfile)
+    thread.start()
+    assert thread.started.wait(IO_TIMEOUT)
+    server = thread.server
+    tcp = connect(thread.port, b"0\n")
+    assert read_exactly(tcp, len(CONTENT)) == CONTENT
+    client = Client(thread.http_port)
+    assert client.get("/stream?start=0").status_code == 200
+    assert client.body(len(CONTENT)) == CONTENT
+    wait_for(lambda: len(server.fanout.parked_framed) == 1 and len(server.pool) == 0)
+    page = Client(thread.http_port)
+    assert page.get("/").status_code == 200
+    page.close()  # a connection that did not stream is counted out when it closes
+    wait_for(lambda: server.connections == 2)
+    assert [type(c).__name__ for c in server.fanout.parked_framed] == ["ChunkedClient"]
+    assert len(server.fanout.parked) == 1
+    thread.stop()
+    assert client.ended()
+    assert read_until_closed(tcp) == b""
+    assert server.connections == 0
 
 
 def test_truncated_below_the_client_ends_the_body_in_order(web, logfile):
