@@ -47,6 +47,7 @@ class ChunkedClient(Client):
         # and without gevent's waiting; detached in `closing`, which the
         # fanout calls before it closes the descriptor itself.
         self._raw = _socket.socket(fileno=fd)
+        self._raw.setblocking(False)  # whatever default timeout the process set
         self._chunk_end = offset  # where the open chunk ends; == offset: none open
         self._owed = b""  # framing bytes due before the next file byte
 
