@@ -32,7 +32,9 @@ from gevent.server import StreamServer
 from .accept import AcceptBackoff
 from .keepalive import enable_keepalive
 from .lines import end_of_first_lines, start_of_last_lines
-from .protocol import BadHeader, HeaderReader, Request, announcement, byte_position
+from .protocol import (REFUSAL, BadHeader, HeaderReader, Request, announcement, byte_position,
+                       proof_holds, proof_span)
+from .rotation import Retired, Rotation, RotatingWatch
 from .stream import Fanout, Follower, Truncated
 from .watch import FileWatch
 
@@ -44,7 +46,7 @@ HEADER_READ = 128
 
 #: Why a connection may be closed without file data: the keys of
 #: `TailServer.rejected`.
-REJECT_REASONS = ("bad_header", "max_clients")
+REJECT_REASONS = ("bad_header", "max_clients", "replaced")
 
 
 class TailServer(AcceptBackoff, StreamServer):
@@ -53,7 +55,9 @@ class TailServer(AcceptBackoff, StreamServer):
     ``listener`` is a bound, listening socket (see `tailsrv.listeners`), an
     address as `gevent.server.StreamServer` takes it, or a list of listening
     sockets served together. The server stops by itself when the file is
-    deleted or moved, unless ``linger`` is true.
+    deleted or moved, unless ``linger`` is true, or ``follow_name``: then new
+    connections get the new file at ``path`` while the clients of the old one
+    finish it (see `tailsrv.rotation`; ``rotation_grace`` is its grace period).
 
     For monitoring (see `tailsrv.metrics`): ``accepted`` counts connections
     accepted, ``rejected`` those turned away by reason, ``followers`` are the
@@ -81,6 +85,8 @@ class TailServer(AcceptBackoff, StreamServer):
         linger: bool = False,
         header_timeout: Optional[float] = None,
         max_clients: Optional[int] = None,
+        follow_name: bool = False,
+        rotation_grace: Optional[float] = None,
         spawn=None,
     ) -> None:
         listeners = listener if isinstance(listener, list) else [listener]
@@ -91,8 +97,9 @@ class TailServer(AcceptBackoff, StreamServer):
             self.header_timeout = header_timeout
         if max_clients is not None:
             self.max_clients = max_clients
-        self.watch = FileWatch(path, linger=linger)
+        self.watch = RotatingWatch(path) if follow_name else FileWatch(path, linger=linger)
         self.fanout = Fanout(self.watch)
+        self.rotation = Rotation(self, rotation_grace) if follow_name else None
         self.siblings = [_Sibling(extra, self) for extra in listeners[1:]]
         self.accepted = 0
         self.rejected: Counter = Counter()
@@ -106,6 +113,8 @@ class TailServer(AcceptBackoff, StreamServer):
         """
         self.watch.start()
         self.watch.gone.rawlink(self._file_gone)
+        if self.rotation is not None:
+            self.rotation.start()
         super().start()
         for sibling in self.siblings:
             sibling.start()
@@ -120,6 +129,8 @@ class TailServer(AcceptBackoff, StreamServer):
         """Stop accepting, disconnect every client, stop following the file."""
         self.close()
         self.pool.kill(block=True, timeout=self.stop_timeout if timeout is None else timeout)
+        if self.rotation is not None:
+            self.rotation.stop()
         self.fanout.close()
         self.watch.close()
 
@@ -150,10 +161,14 @@ class TailServer(AcceptBackoff, StreamServer):
         except OSError as error:
             log.info("%s gone before sending a header: %s", peer, error.strerror or error)
             return
+        watch, fanout = self.watch, self.fanout  # the file this client gets, whatever comes
+        if request.proof is not None and not self.resume_holds(request, watch):
+            self.refuse(sock, peer, request)
+            return
         tune(sock)
-        start = self.start_position(request)
+        start = self.start_position(request, watch)
         log.info("%s connected: header %s, starting at byte %d", peer, request, start)
-        follower = Follower(self.fanout, sock, start)
+        follower = Follower(fanout, sock, start)
         self.followers.add(follower)
         why = "server stopping"
         try:
@@ -163,6 +178,8 @@ class TailServer(AcceptBackoff, StreamServer):
         except Truncated as error:
             why = str(error)
             log.warning("%s disconnected: %s, client was at byte %d", peer, why, follower.offset)
+        except Retired as error:
+            why = str(error)
         except OSError as error:
             why = f"client gone ({error.strerror or error})"
         except Exception as error:  # a bug: say so in one line, details at debug level
@@ -199,15 +216,35 @@ class TailServer(AcceptBackoff, StreamServer):
                 if request is not None:
                     return request
 
-    def start_position(self, request: Request) -> int:
+    def resume_holds(self, request: Request, watch: FileWatch) -> bool:
+        """Whether the file holds the bytes a resume proof says the client has."""
+        if watch.fd is None:
+            return False  # a proof covers at least a byte: the file was longer
+        start, length = proof_span(request)
+        return proof_holds(request, os.pread(watch.fd, length, start))
+
+    def refuse(self, sock, peer: str, request: Request) -> None:
+        """Tell a resuming client that this is not the file it was reading."""
+        self.rejected["replaced"] += 1
+        log.info("%s refused: header %s, but the file is not the one it read up to byte %d "
+                 "(replaced or truncated)", peer, request, request.offset)
+        try:
+            sock.sendall(REFUSAL)
+        except OSError:
+            pass  # gone already: it learns the same when it comes back
+
+    def start_position(self, request: Request, watch: FileWatch) -> int:
         """The byte a request starts at; waits while a line count is not there yet."""
-        watch = self.watch
         if not request.lines:
             return byte_position(request.offset, watch.size)
+
+        def read(offset: int, length: int) -> bytes:
+            return os.pread(watch.fd, length, offset)
+
         if request.offset < 0:
             if watch.fd is None:
                 return 0
-            return start_of_last_lines(self._read, watch.size, -request.offset, gevent.sleep)
+            return start_of_last_lines(read, watch.size, -request.offset, gevent.sleep)
         position, remaining = 0, request.offset
         while remaining:
             size = watch.size
@@ -215,16 +252,13 @@ class TailServer(AcceptBackoff, StreamServer):
                 position, remaining = 0, request.offset
             if watch.fd is not None and position < size:
                 found, remaining = end_of_first_lines(
-                    self._read, position, size, remaining, gevent.sleep)
+                    read, position, size, remaining, gevent.sleep)
                 if found is not None:
                     return found
                 position = size
             else:
                 watch.wait_for_change(size)
         return position
-
-    def _read(self, offset: int, length: int) -> bytes:
-        return os.pread(self.watch.fd, length, offset)
 
     def bytes_sent(self) -> int:
         """File bytes sent to every client since the start."""
@@ -233,8 +267,7 @@ class TailServer(AcceptBackoff, StreamServer):
     def slowest_lag(self) -> int:
         """How many bytes the furthest-behind client has yet to receive (0
         when every client is caught up or waiting for bytes yet to come)."""
-        size = self.watch.size
-        return max([0, *(size - f.offset for f in self.followers)])
+        return max([0, *(f.fanout.watch.size - f.offset for f in self.followers)])
 
 
 class _Sibling(AcceptBackoff, StreamServer):

@@ -1,0 +1,119 @@
+"""Following PATH's name across log rotation (``--follow-name``, like ``tail -F``).
+
+When PATH is renamed away or deleted, a new file is expected at PATH: new
+connections get it (waiting for it to appear if need be), while the old file
+stays open for the clients still reading it. Each of them receives every byte of
+the old file, including what the writer appends after the rename, and is closed
+once it has caught up and the old file has been quiet for ``grace`` seconds. It
+then reconnects; a client with a resume proof (see `tailsrv.protocol`) is
+refused by the new file and starts it from byte 0.
+
+`Rotation` works on a server's current file, the pair ``server.watch`` and
+``server.fanout`` that new connections are given, and on ``server.followers``,
+the clients connected, each knowing its file through ``follower.fanout``. It
+replaces the pair when the file loses its name, and retires the old one: that
+is all it touches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import List, Optional, Tuple
+
+import gevent
+from gevent.pool import Group
+
+from .stream import Fanout
+from .watch import FileWatch
+
+log = logging.getLogger(__name__)
+
+#: Seconds the old file must stay the same size before its caught-up clients are
+#: closed: long enough for a writer to reopen its log after logrotate's
+#: ``postrotate`` (a signal, a few milliseconds) with room to spare.
+GRACE = 3.0
+
+#: Seconds between looks at a retiring file's clients once it is quiet: a client
+#: that was behind is closed at most this long after it caught up. Only while a
+#: rotation is under way; an idle server never wakes for it.
+CHECK = 0.25
+
+
+class Retired(Exception):
+    """The client read the whole of a file that PATH no longer names."""
+
+
+class RotatingWatch(FileWatch):
+    """A `FileWatch` that keeps serving its file after PATH is moved or deleted,
+    and says why in the log."""
+
+    lingering = "its clients finish it; new clients get the new file at PATH (--follow-name)"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, linger=True)
+
+
+class Rotation:
+    """Swaps a server's file for the new one at PATH, and retires the old one."""
+
+    def __init__(self, server, grace: Optional[float] = None) -> None:
+        self.server = server
+        self.grace = GRACE if grace is None else grace
+        self.retiring: List[Tuple[FileWatch, Fanout]] = []
+        self._retirements = Group()
+
+    def start(self) -> None:
+        """Watch the server's current file for losing its name."""
+        self.server.watch.unnamed.rawlink(self._replace)
+
+    def stop(self) -> None:
+        """Stop retiring, and close the old files (the server ends their clients)."""
+        self._retirements.kill()
+        for old in list(self.retiring):
+            self._close(*old)
+
+    def _replace(self, _event) -> None:
+        server = self.server
+        old = server.watch, server.fanout
+        watch = RotatingWatch(old[0].path)
+        try:
+            watch.start()
+        except OSError as error:
+            log.error("cannot follow the new %s: %s; exiting", watch.path, error)
+            old[0].error = error
+            gevent.spawn(server.stop)
+            return
+        watch.gone.rawlink(server._file_gone)
+        watch.unnamed.rawlink(self._replace)
+        server.watch, server.fanout = watch, Fanout(watch)
+        self.retiring.append(old)
+        self._retirements.spawn(self._retire, *old)
+
+    def _retire(self, watch: FileWatch, fanout: Fanout) -> None:
+        """Close the old file's clients as they finish it, then the file."""
+        followers = self.server.followers
+        last_change = time.monotonic()
+        while True:
+            size = watch.size
+            with gevent.Timeout(min(CHECK, self.grace), False):
+                watch.wait_for_change(size)
+            if watch.size != size:
+                last_change = time.monotonic()
+                continue
+            if time.monotonic() - last_change < self.grace:
+                continue
+            readers = [f for f in followers if f.fanout is fanout]
+            if not readers:
+                break
+            for follower in readers:
+                if follower.offset >= size:
+                    follower.wake(Retired(f"file replaced at {watch.path}; "
+                                          f"sent all {size} bytes of the old one"))
+        log.info("done with the old %s: its clients have it all (%d bytes)", watch.path, size)
+        self._close(watch, fanout)
+
+    def _close(self, watch: FileWatch, fanout: Fanout) -> None:
+        self.retiring.remove((watch, fanout))
+        fanout.close()
+        watch.close()
