@@ -74,7 +74,7 @@ def test_reconnects_and_resumes_exactly(start_server, logfile, spawn):
     server.kill()
     append(logfile, b"while down\n")
     server.restart()
-    server.wait_log("header 12,")
+    server.wait_log("header 12?#12:")
     tscat.send_signal(signal.SIGTERM)
     out, err = tscat.communicate(timeout=IO_TIMEOUT)
     assert tscat.returncode == 0
