@@ -15,7 +15,8 @@ A resume proves that it continues the same file: the header carries a digest
 of the last bytes received (the ``#K:DIGEST`` extension), and a server whose
 file no longer holds them (it was replaced, or truncated: log rotation) refuses.
 The client then tells its caller (`Replaced`) and follows the new file from its
-start: no byte of one file is ever taken for a byte of another. A server that
+start, which the server sends next: no byte of one file is ever taken for a
+byte of another. A server that
 does not know proofs (the original tailsrv) closes such a connection at once;
 after `PROOF_ATTEMPTS` of those in a row the client says so in the log and
 resumes as before, without proofs.
@@ -258,10 +259,9 @@ def _stream(address: str, target: Target, offset: int, lines: Optional[int], rec
                 if proof is not None or position is None and reconnect:
                     answer, data = _read_announcement(sock)
                     unanswered = 0
-                    if answer is None:  # refused: another file
+                    if answer is None:  # refused: the new file follows, from 0
                         yield Replaced(address, position)
-                        position, tail = 0, b""
-                        continue
+                        answer, tail = 0, b""
                     position = answer
                 while True:
                     data = data or sock.recv(RECV_BYTES)

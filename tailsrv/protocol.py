@@ -28,8 +28,10 @@ most N; fewer when it has fewer). The server compares them with the file's
 bytes ``[N-K, N)`` before sending anything, and answers with one line: the
 announcement ``N\\n``, as for ``?``, when they are the same, or `REFUSAL` when
 the file is shorter than N or the bytes differ (the file was replaced or
-truncated), after which it closes the connection. A proof needs a plain byte
-offset of 0 or more. For a file that starts ``hello\\nworld\\n``,
+truncated). After the refusal come the bytes of the file that replaced the
+client's, from byte 0, as if it had asked for ``0`` (a server following the
+name across rotations picks the file that came right after the client's). A
+proof needs a plain byte offset of 0 or more. For a file that starts ``hello\\nworld\\n``,
 ``12#6:ea4ec125b82d5527\\n`` resumes at byte 12 after ``world\\n``.
 """
 
@@ -52,7 +54,8 @@ PROOF_BYTES = 4096
 #: that differ in those bytes are taken for the same one once in 2**64.
 DIGEST_BYTES = 8
 
-#: What the server answers a resume proof that does not hold, before closing.
+#: What the server answers a resume proof that does not hold, before the new
+#: file's bytes from 0. Not a digit: it cannot be taken for an announcement.
 REFUSAL = b"!replaced\n"
 
 #: Offsets are signed 64-bit integers, as in the original.

@@ -4,22 +4,27 @@ When PATH is renamed away or deleted, a new file is expected at PATH: new
 connections get it (waiting for it to appear if need be), while the old file
 stays open for the clients still reading it. Each of them receives every byte of
 the old file, including what the writer appends after the rename, and is closed
-once it has caught up and the old file has been quiet for ``grace`` seconds. It
-then reconnects; a client with a resume proof (see `tailsrv.protocol`) is
-refused by the new file and starts it from byte 0.
+once it has caught up and the old file has been quiet for ``grace`` seconds.
+
+It then reconnects with a resume proof (see `tailsrv.protocol`) of the old
+file's last bytes, and `resume` gives it the file that came *after* its own,
+from byte 0, even when PATH has been rotated again since: the old files form a
+chain, each kept open until the clients of the older ones have moved on, so a
+client stopped through several rotations still gets every file in turn. A proof
+that holds for an old file it has not finished resumes it where it was.
 
 `Rotation` works on a server's current file, the pair ``server.watch`` and
-``server.fanout`` that new connections are given, and on ``server.followers``,
-the clients connected, each knowing its file through ``follower.fanout``. It
-replaces the pair when the file loses its name, and retires the old one: that
-is all it touches.
+``server.fanout`` that new connections are given, on ``server.followers``, the
+clients connected (each knows its file through ``follower.fanout``), and on
+``server.resume_holds``. It replaces the pair when the file loses its name, and
+retires the old one: that is all it touches.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import List, Optional, Tuple
+from typing import List, Optional, Set, Tuple
 
 import gevent
 from gevent.pool import Group
@@ -38,6 +43,13 @@ GRACE = 3.0
 #: that was behind is closed at most this long after it caught up. Only while a
 #: rotation is under way; an idle server never wakes for it.
 CHECK = 0.25
+
+#: Seconds a finished old file stays open after its last client left, so that
+#: the client finds the file that came after it when it reconnects (its first
+#: attempt is 0.25 s after the close; later ones wait up to 30 s).
+KEEP = 10.0
+
+Pair = Tuple[FileWatch, Fanout]
 
 
 class Retired(Exception):
@@ -60,7 +72,8 @@ class Rotation:
     def __init__(self, server, grace: Optional[float] = None) -> None:
         self.server = server
         self.grace = GRACE if grace is None else grace
-        self.retiring: List[Tuple[FileWatch, Fanout]] = []
+        self.retiring: List[Pair] = []  # the old files, oldest first
+        self.finished: Set[Fanout] = set()  # old files quiet for the grace period
         self._retirements = Group()
 
     def start(self) -> None:
@@ -72,6 +85,20 @@ class Rotation:
         self._retirements.kill()
         for old in list(self.retiring):
             self._close(*old)
+
+    def resume(self, request) -> Tuple[FileWatch, Fanout, bool]:
+        """For a resume proof the current file does not hold: the file it
+        continues and False, or the file to start from byte 0 and True (the
+        resume is refused): the one after the client's own old file if the
+        client had all of that, or the current one if it is none of the old."""
+        chain = [*self.retiring, (self.server.watch, self.server.fanout)]
+        for index in range(len(chain) - 2, -1, -1):
+            watch, fanout = chain[index]
+            if self.server.resume_holds(request, watch):
+                if request.offset < watch.size or fanout not in self.finished:
+                    return watch, fanout, False
+                return (*chain[index + 1], True)
+        return (*chain[-1], True)
 
     def _replace(self, _event) -> None:
         server = self.server
@@ -91,29 +118,35 @@ class Rotation:
         self._retirements.spawn(self._retire, *old)
 
     def _retire(self, watch: FileWatch, fanout: Fanout) -> None:
-        """Close the old file's clients as they finish it, then the file."""
+        """Close the old file's clients as they finish it; close the file once
+        they and the clients of every older file have moved on."""
         followers = self.server.followers
-        last_change = time.monotonic()
+        last_change = last_reader = time.monotonic()
         while True:
             size = watch.size
             with gevent.Timeout(min(CHECK, self.grace), False):
                 watch.wait_for_change(size)
+            now = time.monotonic()
             if watch.size != size:
-                last_change = time.monotonic()
+                last_change = now
                 continue
-            if time.monotonic() - last_change < self.grace:
+            if now - last_change < self.grace:
                 continue
+            self.finished.add(fanout)
             readers = [f for f in followers if f.fanout is fanout]
-            if not readers:
-                break
             for follower in readers:
                 if follower.offset >= size:
                     follower.wake(Retired(f"file replaced at {watch.path}; "
                                           f"sent all {size} bytes of the old one"))
+            if readers:
+                last_reader = now
+            elif now - last_reader >= KEEP and self.retiring[0][1] is fanout:
+                break
         log.info("done with the old %s: its clients have it all (%d bytes)", watch.path, size)
         self._close(watch, fanout)
 
     def _close(self, watch: FileWatch, fanout: Fanout) -> None:
         self.retiring.remove((watch, fanout))
+        self.finished.discard(fanout)
         fanout.close()
         watch.close()

@@ -46,7 +46,7 @@ HEADER_READ = 128
 
 #: Why a connection may be closed without file data: the keys of
 #: `TailServer.rejected`.
-REJECT_REASONS = ("bad_header", "max_clients", "replaced")
+REJECT_REASONS = ("bad_header", "max_clients")
 
 
 class TailServer(AcceptBackoff, StreamServer):
@@ -162,18 +162,19 @@ class TailServer(AcceptBackoff, StreamServer):
             log.info("%s gone before sending a header: %s", peer, error.strerror or error)
             return
         watch, fanout = self.watch, self.fanout  # the file this client gets, whatever comes
-        if request.proof is not None and not self.resume_holds(request, watch):
-            self.refuse(sock, peer, request)
-            return
+        refused = request.proof is not None and not self.resume_holds(request, watch)
+        if refused and self.rotation is not None:
+            watch, fanout, refused = self.rotation.resume(request)
         tune(sock)
-        start = self.start_position(request, watch)
-        log.info("%s connected: header %s, starting at byte %d", peer, request, start)
+        start = 0 if refused else self.start_position(request, watch)
+        log.info("%s connected: header %s, %sstarting at byte %d", peer, request,
+                 "refused (file replaced or truncated), " if refused else "", start)
         follower = Follower(fanout, sock, start)
         self.followers.add(follower)
         why = "server stopping"
         try:
-            if request.announce:
-                sock.sendall(announcement(start))
+            if refused or request.announce:
+                sock.sendall(REFUSAL if refused else announcement(start))
             follower.run()
         except Truncated as error:
             why = str(error)
@@ -222,16 +223,6 @@ class TailServer(AcceptBackoff, StreamServer):
             return False  # a proof covers at least a byte: the file was longer
         start, length = proof_span(request)
         return proof_holds(request, os.pread(watch.fd, length, start))
-
-    def refuse(self, sock, peer: str, request: Request) -> None:
-        """Tell a resuming client that this is not the file it was reading."""
-        self.rejected["replaced"] += 1
-        log.info("%s refused: header %s, but the file is not the one it read up to byte %d "
-                 "(replaced or truncated)", peer, request, request.offset)
-        try:
-            sock.sendall(REFUSAL)
-        except OSError:
-            pass  # gone already: it learns the same when it comes back
 
     def start_position(self, request: Request, watch: FileWatch) -> int:
         """The byte a request starts at; waits while a line count is not there yet."""

@@ -223,28 +223,30 @@ def test_a_refused_resume_follows_the_new_file_from_its_start(tmp_path, monkeypa
     """The server's file was replaced between two connections: the client is
     told, drops the old file's unfinished line, and reads the new one from 0."""
     monkeypatch.setattr(client, "RECONNECT_DELAY", 0.01)
-    peer = ScriptedPeer(tmp_path / "s.sock", [b"old\nunfin", REFUSAL, b"new\n"])
+    peer = ScriptedPeer(tmp_path / "s.sock", [b"old\nunfin", REFUSAL + b"new\n", b"4\nmore\n"])
     notices: List[client.Replaced] = []
     addr = f"unix:{tmp_path / 's.sock'}"
     lines = follow_lines(addr, on_replaced=notices.append)
     assert next(lines) == b"old\n"
     assert next(lines) == b"new\n"  # not b"unfinnew\n"
+    assert next(lines) == b"more\n"
     lines.close()
     assert notices == [client.Replaced(addr, 9)]
-    assert peer.headers == [b"0\n", b"9#9:%s\n" % digest(b"old\nunfin"), b"0\n"]
+    assert peer.headers == [b"0\n", b"9#9:%s\n" % digest(b"old\nunfin"),
+                            b"4#4:%s\n" % digest(b"new\n")]
     assert "file replaced; following the new file" in caplog.text
 
 
 def test_a_mirror_proves_its_first_resume(tmp_path):
     """``before`` (what the caller has before ``offset``) makes the first
-    header a proof; a refusal then starts over at 0, even without reconnecting."""
-    peer = ScriptedPeer(tmp_path / "s.sock", [REFUSAL, b"fresh"])
+    header a proof; after the refusal comes the new file."""
+    peer = ScriptedPeer(tmp_path / "s.sock", [REFUSAL + b"fresh"])
     notices: List[client.Replaced] = []
     chunks = follow(f"unix:{tmp_path / 's.sock'}", 5, before=b"xxhello", reconnect=False,
                     on_replaced=notices.append)
     assert list(chunks) == [b"fresh"]
     assert [n.position for n in notices] == [5]
-    assert peer.headers == [b"5#7:%s\n" % digest(b"xxhello"), b"0\n"]
+    assert peer.headers == [b"5#7:%s\n" % digest(b"xxhello")]
 
 
 def test_a_server_without_proofs_is_followed_as_before(tmp_path, monkeypatch, caplog):
