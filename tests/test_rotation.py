@@ -350,7 +350,10 @@ def test_a_restarted_server_refuses_to_resume_a_replaced_file(tmp_path, start_se
         rotator.rotate()
         assert server.proc.wait(IO_TIMEOUT) == 0  # it saw the file move, and exited
         writer.reopen()
+        in_the_new_file = writer.written + 1
         server.restart()
+        # Rotations are hours apart: every client is on the new file before the next.
+        wait_for(lambda: all(line(in_the_new_file) in received(group, n) for n in names))
     writer.wait_lines(100)
     total = writer.stop()
     files = [f.read_bytes() for f in rotator.files()]
