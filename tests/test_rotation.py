@@ -22,13 +22,14 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from conftest import IO_TIMEOUT, script, wait_for
+from conftest import (IO_TIMEOUT, assert_silent, connect, read_exactly, read_until_closed, script,
+                      wait_for)
+from tailsrv.protocol import REFUSAL, digest
 
-pytestmark = [
-    pytest.mark.timeout(60),
-    pytest.mark.skipif(not shutil.which("logrotate") and not os.environ.get("CI"),
-                       reason="logrotate is not installed (apt-get install logrotate)"),
-]
+pytestmark = pytest.mark.timeout(60)
+
+needs_logrotate = pytest.mark.skipif(not shutil.which("logrotate") and not os.environ.get("CI"),
+                                     reason="logrotate is not installed (apt-get install logrotate)")
 
 #: Lines the writer appends per second: steady, a few a millisecond.
 RATE = 1000.0
@@ -248,6 +249,7 @@ def settle(clients: Clients, names: List[str], last: int) -> None:
         raise AssertionError(f"clients without the last line: {behind()}") from None
 
 
+@needs_logrotate
 def test_create_mode_with_follow_name_loses_nothing(tmp_path, start_server, clients):
     """logrotate's create mode (rename, new file) under --follow-name: every
     client gets every byte of every file, in order, once, including the lines
@@ -297,6 +299,7 @@ def test_create_mode_with_follow_name_loses_nothing(tmp_path, start_server, clie
     assert "Traceback" not in server.log
 
 
+@needs_logrotate
 def test_copytruncate_never_gives_a_wrong_byte(tmp_path, start_server, clients):
     """logrotate's copytruncate mode: the lines written between the copy and the
     truncation are in no file (logrotate's loss), and a client that was behind
@@ -332,6 +335,7 @@ def test_copytruncate_never_gives_a_wrong_byte(tmp_path, start_server, clients):
     assert "Traceback" not in server.log
 
 
+@needs_logrotate
 def test_a_restarted_server_refuses_to_resume_a_replaced_file(tmp_path, start_server, clients):
     """No --follow-name, as under systemd with Restart=always: the server exits
     when logrotate moves the file and is started again on the new one. Clients
@@ -369,3 +373,39 @@ def test_a_restarted_server_refuses_to_resume_a_replaced_file(tmp_path, start_se
     assert mirrors.read_bytes() == files[-1]
     assert server.log.count("refused (file replaced or truncated)") >= ROTATIONS * len(names)
     assert "Traceback" not in server.log
+
+
+def test_a_resume_proof_on_the_wire(logfile, start_server):
+    """A proof that holds gets the announcement and what follows; one that does
+    not, or for a position past the end, gets the refusal and the file from 0."""
+    server = start_server(logfile)  # b"hello\nworld\n"
+    with connect(server.port, b"6#6:%s\n" % digest(b"hello\n")) as good:
+        assert read_exactly(good, 8) == b"6\nworld\n"
+    for header in (b"12#6:%s\n" % digest(b"HELLO\n"), b"13#6:%s\n" % digest(b"world\n")):
+        with connect(server.port, header) as refused:
+            assert read_exactly(refused, len(REFUSAL) + 12) == REFUSAL + b"hello\nworld\n"
+    assert server.log.count("refused (file replaced or truncated), starting at byte 0") == 2
+
+
+def test_follow_name_when_the_file_is_deleted_and_created_again(tmp_path, start_server):
+    """Deleted: the old file's clients get what is still written to it, new
+    clients wait for the new file, and the old clients are closed once the old
+    file is quiet; a resume then gets the new file from its start."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"old\n")
+    server = start_server(path, "--follow-name", "--rotation-grace", GRACE)
+    old = connect(server.port, b"0\n")
+    assert read_exactly(old, 4) == b"old\n"
+    with open(path, "ab", buffering=0) as writer:
+        path.unlink()
+        server.wait_log("was deleted; its clients finish it")
+        waiting = connect(server.port, b"0\n")
+        writer.write(b"still old\n")
+        assert read_exactly(old, 10) == b"still old\n"
+    assert read_until_closed(old) == b""
+    assert_silent(waiting)
+    path.write_bytes(b"new\n")
+    assert read_exactly(waiting, 4) == b"new\n"
+    with connect(server.port, b"14#14:%s\n" % digest(b"old\nstill old\n")) as resumed:
+        assert read_exactly(resumed, len(REFUSAL) + 4) == REFUSAL + b"new\n"
+    assert server.proc.poll() is None
