@@ -74,8 +74,9 @@ Examples:
   tailsrv -p 4321 --follow-name /var/log/app.log   (a log that logrotate rotates)
   echo -10l | nc localhost 4321        (the last 10 lines, then what is appended)
 
-Exit status: 0 after SIGTERM, SIGINT or PATH gone (without --follow-name); 1 on a runtime error (port in
-use, PATH unusable, the file could no longer be read); 2 on bad usage.
+Exit status: 0 after SIGTERM, SIGINT or PATH gone (without --follow-name); 1
+on a runtime error (port in use, PATH unusable, the file could no longer be
+read, or with --follow-name the directory of PATH gone); 2 on bad usage.
 """
 
 from __future__ import annotations
