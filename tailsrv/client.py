@@ -16,10 +16,9 @@ of the last bytes received (the ``#K:DIGEST`` extension), and a server whose
 file no longer holds them (it was replaced, or truncated: log rotation) refuses.
 The client then tells its caller (`Replaced`) and follows the new file from its
 start, which the server sends next: no byte of one file is ever taken for a
-byte of another. A server that
-does not know proofs (the original tailsrv) closes such a connection at once;
-after `PROOF_ATTEMPTS` of those in a row the client says so in the log and
-resumes as before, without proofs.
+byte of another. A server that does not know proofs (the original tailsrv)
+closes such a connection at once; after `PROOF_ATTEMPTS` of those in a row the
+client says so in the log and resumes as before, without proofs.
 
 The sockets are ordinary blocking sockets, looked up in the ``socket`` module at
 call time and waited on with ``time.sleep``: in a program that gevent has
@@ -329,6 +328,6 @@ def _read_announcement(sock: socket.socket) -> Tuple[Optional[int], bytes]:
             return parsed
         more = sock.recv(RECV_BYTES)
         if not more:
-            raise NoAnswer("closed before announcing the start position "
-                           "(as a server without the '?' extension does)")
+            raise NoAnswer("closed before announcing the start position (as a server "
+                           "without the '?' and resume proof extensions does)")
         data += more
