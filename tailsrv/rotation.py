@@ -102,6 +102,8 @@ class Rotation:
 
     def _replace(self, _event) -> None:
         server = self.server
+        if server.closed:  # stopping: nothing more to serve
+            return
         old = server.watch, server.fanout
         watch = RotatingWatch(old[0].path)
         try:
