@@ -93,17 +93,19 @@ from docopt import DocoptExit, docopt
 import tailsrv
 
 from .accept import raise_open_files_limit
+from .logs import BatchingHandler, cheap_records
 from .listeners import (Bind, describe, inherited_listener, open_listener, parse_bind,
                         parse_host_port, remove_socket_file, tcp_listener)
 from .server import TailServer
 from .systemd import journal_handler, listen_fds, notify
-from .usage import UsageError, usage_section
+from .usage import UsageError, console_script, usage_section
 
 log = logging.getLogger("tailsrv")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+@console_script
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = docopt(__doc__, argv)
@@ -242,8 +244,8 @@ def setup_logging(level: str, journald: bool) -> bool:
                   "(no journal socket, and stderr is not the journal)", file=sys.stderr)
             return False
     else:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler = BatchingHandler()
+    cheap_records()
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())

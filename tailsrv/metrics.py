@@ -2,8 +2,8 @@
 own process and event loop.
 
 Nothing is counted on the per-append path: a custom collector reads the live
-state of the `TailServer` when Prometheus scrapes (the pool's size, the
-followers' offsets, the file's size), and the few counters the server keeps
+state of the `TailServer` when Prometheus scrapes (its connections, the
+clients' offsets, the file's size), and the few counters the server keeps
 move once per connection, not per byte. A scrape costs one pass over the
 connected clients.
 """
@@ -37,7 +37,7 @@ class TailCollector(Collector):
         server = self.server
         yield GaugeMetricFamily(
             "tailsrv_clients", "Connections being served, including those still "
-            "sending their header.", value=len(server.pool))
+            "sending their header.", value=server.connections)
         yield CounterMetricFamily(
             "tailsrv_connections_accepted", "Connections accepted, including those "
             "then rejected.", value=server.accepted)

@@ -14,10 +14,10 @@ client stopped through several rotations still gets every file in turn. A proof
 that holds for an old file it has not finished resumes it where it was.
 
 `Rotation` works on a server's current file, the pair ``server.watch`` and
-``server.fanout`` that new connections are given, on ``server.followers``, the
-clients connected (each knows its file through ``follower.fanout``), and on
+``server.fanout`` that new connections are given, and on
 ``server.resume_holds``. It replaces the pair when the file loses its name, and
-retires the old one: that is all it touches.
+retires the old one: it ends the old file's clients through their `Fanout`
+(with `Retired`), and closes the old fanout and its watch. That is all it touches.
 """
 
 from __future__ import annotations
@@ -49,9 +49,6 @@ CHECK = 0.25
 #: attempt is 0.25 s after the close; later ones wait up to 30 s).
 KEEP = 10.0
 
-Pair = Tuple[FileWatch, Fanout]
-
-
 class Retired(Exception):
     """The client read the whole of a file that PATH no longer names."""
 
@@ -72,7 +69,7 @@ class Rotation:
     def __init__(self, server, grace: Optional[float] = None) -> None:
         self.server = server
         self.grace = GRACE if grace is None else grace
-        self.retiring: List[Pair] = []  # the old files, oldest first
+        self.retiring: List[Fanout] = []  # the old files, oldest first
         self.finished: Set[Fanout] = set()  # old files quiet for the grace period
         self._retirements = Group()
 
@@ -84,45 +81,46 @@ class Rotation:
         """Stop retiring, and close the old files (the server ends their clients)."""
         self._retirements.kill()
         for old in list(self.retiring):
-            self._close(*old)
+            self._close(old)
 
-    def resume(self, request) -> Tuple[FileWatch, Fanout, bool]:
+    def resume(self, request) -> Tuple[Fanout, bool]:
         """For a resume proof the current file does not hold: the file it
         continues and False, or the file to start from byte 0 and True (the
         resume is refused): the one after the client's own old file if the
         client had all of that, or the current one if it is none of the old."""
-        chain = [*self.retiring, (self.server.watch, self.server.fanout)]
+        chain = [*self.retiring, self.server.fanout]
         for index in range(len(chain) - 2, -1, -1):
-            watch, fanout = chain[index]
-            if self.server.resume_holds(request, watch):
-                if request.offset < watch.size or fanout not in self.finished:
-                    return watch, fanout, False
-                return (*chain[index + 1], True)
-        return (*chain[-1], True)
+            fanout = chain[index]
+            if self.server.resume_holds(request, fanout.watch):
+                if request.offset < fanout.watch.size or fanout not in self.finished:
+                    return fanout, False
+                return chain[index + 1], True
+        return chain[-1], True
 
     def _replace(self, _event) -> None:
         server = self.server
         if server.closed:  # stopping: nothing more to serve
             return
-        old = server.watch, server.fanout
-        watch = RotatingWatch(old[0].path)
+        old = server.fanout
+        watch = RotatingWatch(old.watch.path)
         try:
             watch.start()
         except OSError as error:
             log.error("cannot follow the new %s: %s; exiting", watch.path, error)
-            old[0].error = error
+            old.watch.error = error
             gevent.spawn(server.stop)
             return
         watch.gone.rawlink(server._file_gone)
         watch.unnamed.rawlink(self._replace)
-        server.watch, server.fanout = watch, Fanout(watch)
+        server.watch, server.fanout = watch, Fanout(watch, server.client_ended)
         self.retiring.append(old)
-        self._retirements.spawn(self._retire, *old)
+        self._retirements.spawn(self._retire, old)
 
-    def _retire(self, watch: FileWatch, fanout: Fanout) -> None:
-        """Close the old file's clients as they finish it; close the file once
-        they and the clients of every older file have moved on."""
-        followers = self.server.followers
+    def _retire(self, fanout: Fanout) -> None:
+        """End the old file's clients as they finish it; close the file once
+        they and the clients of every older file have moved on. One greenlet
+        per old file, only while it is retiring; none per client."""
+        watch = fanout.watch
         last_change = last_reader = time.monotonic()
         while True:
             size = watch.size
@@ -135,20 +133,20 @@ class Rotation:
             if now - last_change < self.grace:
                 continue
             self.finished.add(fanout)
-            readers = [f for f in followers if f.fanout is fanout]
-            for follower in readers:
-                if follower.offset >= size:
-                    follower.wake(Retired(f"file replaced at {watch.path}; "
-                                          f"sent all {size} bytes of the old one"))
+            readers = list(fanout.clients.values())
+            for client in readers:
+                if client.offset >= size:
+                    fanout.end(client, Retired(f"file replaced at {watch.path}; "
+                                               f"sent all {size} bytes of the old one"))
             if readers:
                 last_reader = now
-            elif now - last_reader >= KEEP and self.retiring[0][1] is fanout:
+            elif now - last_reader >= KEEP and self.retiring[0] is fanout:
                 break
         log.info("done with the old %s: its clients have it all (%d bytes)", watch.path, size)
-        self._close(watch, fanout)
+        self._close(fanout)
 
-    def _close(self, watch: FileWatch, fanout: Fanout) -> None:
-        self.retiring.remove((watch, fanout))
+    def _close(self, fanout: Fanout) -> None:
+        self.retiring.remove(fanout)
         self.finished.discard(fanout)
         fanout.close()
-        watch.close()
+        fanout.watch.close()

@@ -1,9 +1,14 @@
 """TailServer: a gevent `StreamServer` that streams one file to every client.
 
-Each connection gets a greenlet from a `gevent.pool.Pool` (so that ``stop()``
-can end them): it reads the header within ``header_timeout``, turns it into a
-starting byte, then hands the socket to a `Follower` for good. The server never
-reads the client again after the header's newline.
+A connection is served in the event loop's callbacks, without a greenlet: its
+header is usually there with the connection and read in the accept callback,
+else it is read when it comes (`tailsrv.headers`); then the client is placed and
+handed to the file's `Fanout`. Only a client that must wait before it starts
+(for a line count to be reached) gets a greenlet, from a `gevent.pool.Pool` so
+that ``stop()`` can end it. The server never reads the client again after the header's
+newline; the `Fanout` owns the client from there until it ends, and tells the
+server (`TailServer.client_ended`, the one place a client's end is logged and
+counted).
 
 Embeddable: it never monkey-patches, and several can run in one process next to
 other gevent servers::
@@ -23,33 +28,53 @@ import os
 import socket
 import time
 from collections import Counter
-from typing import Optional, Set
+from typing import List, Optional, Tuple
 
 import gevent
 from gevent.pool import Pool
 from gevent.server import StreamServer
+from gevent.socket import wait_write
 
 from .accept import AcceptBackoff
+from .headers import HEADER_READ, Headers, Pending
 from .keepalive import enable_keepalive
 from .lines import end_of_first_lines, start_of_last_lines
 from .protocol import (REFUSAL, BadHeader, HeaderReader, Request, announcement, byte_position,
                        proof_holds, proof_span)
 from .rotation import Retired, Rotation, RotatingWatch
-from .stream import Fanout, Follower, Truncated
+from .stream import Client, Fanout, Truncated
 from .watch import FileWatch
 
 log = logging.getLogger(__name__)
 
-#: Bytes asked of the socket per read while waiting for a header: more than a
-#: header can be, so a well-behaved client is read in one call.
-HEADER_READ = 128
+#: Most bytes a client's socket holds that TCP has not sent yet. Without a
+#: bound one ``sendfile`` queues megabytes, which on loopback the receiver's
+#: ACKs then push out on the receiver's CPU; with it a fan-out of a thousand
+#: clients ran 2.5 to 3 times faster (the yardstick's README; here see
+#: docs/performance.md).
+NOTSENT_LOWAT = 64 * 1024
 
 #: Why a connection may be closed without file data: the keys of
 #: `TailServer.rejected`.
 REJECT_REASONS = ("bad_header", "max_clients")
 
 
-class TailServer(AcceptBackoff, StreamServer):
+class RawAccept(StreamServer):
+    """A `StreamServer` that hands ``do_handle`` the accepted descriptor,
+    non-blocking, rather than a gevent socket object: a client is a descriptor
+    for all the server does with it (read, sendfile, close), and the object
+    was a tenth of a short connection's cost."""
+
+    def do_read(self) -> Optional[tuple]:
+        try:
+            fd, address = self.socket._accept()
+        except BlockingIOError:
+            return None
+        os.set_blocking(fd, False)
+        return fd, address
+
+
+class TailServer(AcceptBackoff, RawAccept):
     """Streams the file at ``path`` to every client of ``listener``.
 
     ``listener`` is a bound, listening socket (see `tailsrv.listeners`), an
@@ -60,8 +85,8 @@ class TailServer(AcceptBackoff, StreamServer):
     finish it (see `tailsrv.rotation`; ``rotation_grace`` is its grace period).
 
     For monitoring (see `tailsrv.metrics`): ``accepted`` counts connections
-    accepted, ``rejected`` those turned away by reason, ``followers`` are the
-    clients streaming now.
+    accepted, ``rejected`` those turned away by reason, ``connections`` those
+    open now (still sending their header, or streaming).
     """
 
     #: Seconds a client has to send a complete header. Long enough for a person
@@ -87,23 +112,23 @@ class TailServer(AcceptBackoff, StreamServer):
         max_clients: Optional[int] = None,
         follow_name: bool = False,
         rotation_grace: Optional[float] = None,
-        spawn=None,
     ) -> None:
         listeners = listener if isinstance(listener, list) else [listener]
         if not listeners:
             raise ValueError("TailServer needs at least one listener")
-        super().__init__(listeners[0], spawn=spawn if spawn is not None else Pool())
+        super().__init__(listeners[0], spawn=Pool())
         if header_timeout is not None:
             self.header_timeout = header_timeout
         if max_clients is not None:
             self.max_clients = max_clients
         self.watch = RotatingWatch(path) if follow_name else FileWatch(path, linger=linger)
-        self.fanout = Fanout(self.watch)
+        self.fanout = Fanout(self.watch, self.client_ended)
         self.rotation = Rotation(self, rotation_grace) if follow_name else None
+        self.headers = Headers(self.header_timeout, self._arrived, self._refused)
         self.siblings = [_Sibling(extra, self) for extra in listeners[1:]]
         self.accepted = 0
         self.rejected: Counter = Counter()
-        self.followers: Set[Follower] = set()
+        self.connections = 0
         self._sent_by_gone = 0
 
     def start(self) -> None:
@@ -118,6 +143,8 @@ class TailServer(AcceptBackoff, StreamServer):
         super().start()
         for sibling in self.siblings:
             sibling.start()
+        for server in (self, *self.siblings):
+            tune(server.socket)
 
     def close(self) -> None:
         """Stop accepting on every listener and close them."""
@@ -128,6 +155,8 @@ class TailServer(AcceptBackoff, StreamServer):
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop accepting, disconnect every client, stop following the file."""
         self.close()
+        for pending in self.headers.close():
+            self._closed(pending.fd)
         self.pool.kill(block=True, timeout=self.stop_timeout if timeout is None else timeout)
         if self.rotation is not None:
             self.rotation.stop()
@@ -137,85 +166,113 @@ class TailServer(AcceptBackoff, StreamServer):
     def _file_gone(self, _event) -> None:
         gevent.spawn(self.stop)
 
-    def do_handle(self, sock, address) -> None:
-        """Serve a new connection, or close it at once when ``max_clients``
-        are already being served."""
+    def do_handle(self, fd: int, address) -> None:
+        """A new connection, in the accept callback: its header is read at once
+        when it came with the connection, else when it comes (`Headers`).
+        Closed at once when ``max_clients`` are already being served."""
         self.accepted += 1
-        if self.max_clients is not None and len(self.pool) >= self.max_clients:
+        peer = format_peer(address)
+        if self.max_clients is not None and self.connections >= self.max_clients:
             self.rejected["max_clients"] += 1
             log.warning("%s refused: already serving %d clients (--max-clients)",
-                        format_peer(address), self.max_clients)
-            sock.close()
+                        peer, self.max_clients)
+            # Through a socket object: in a monkey-patched process that is
+            # gevent's close, which a greenlet of the same process waiting on
+            # the other end needs to see the reset (tests/test_monkey_patched.py).
+            socket.socket(fileno=fd).close()
             return
-        super().do_handle(sock, address)
-
-    def handle(self, sock, address) -> None:
-        peer = format_peer(address)
-        began = time.monotonic()
+        self.connections += 1
+        pending = Pending(fd, peer, time.monotonic(), HeaderReader())
         try:
-            request = self.read_header(sock)
-        except BadHeader as reason:
-            self.rejected["bad_header"] += 1
-            log.warning("%s rejected: %s", peer, reason)
-            return
-        except OSError as error:
-            log.info("%s gone before sending a header: %s", peer, error.strerror or error)
-            return
-        watch, fanout = self.watch, self.fanout  # the file this client gets, whatever comes
-        refused = request.proof is not None and not self.resume_holds(request, watch)
-        if refused and self.rotation is not None:
-            watch, fanout, refused = self.rotation.resume(request)
-        tune(sock)
-        start = 0 if refused else self.start_position(request, watch)
-        log.info("%s connected: header %s, %sstarting at byte %d", peer, request,
-                 "refused (file replaced or truncated), " if refused else "", start)
-        follower = Follower(fanout, sock, start)
-        self.followers.add(follower)
-        why = "server stopping"
-        try:
-            if refused or request.announce:
-                sock.sendall(REFUSAL if refused else announcement(start))
-            follower.run()
-        except Truncated as error:
-            why = str(error)
-            log.warning("%s disconnected: %s, client was at byte %d", peer, why, follower.offset)
-        except Retired as error:
-            why = str(error)
-        except OSError as error:
-            why = f"client gone ({error.strerror or error})"
-        except Exception as error:  # a bug: say so in one line, details at debug level
-            why = f"internal error: {error!r}"
-            log.error("%s disconnected: %s", peer, why)
-            log.debug("internal error details", exc_info=True)
-        finally:
-            self.followers.discard(follower)
-            self._sent_by_gone += follower.sent
-            log.info(
-                "%s disconnected (%s): sent %d bytes from byte %d in %.3f s",
-                peer, why, follower.sent, start, time.monotonic() - began,
-            )
-
-    def read_header(self, sock) -> Request:
-        """Read until the header's newline; raise BadHeader if it is bad or late.
-
-        A client usually sends its header with the connection, so it is often
-        there already: one non-blocking read first, and the timer for late
-        headers only when that was not all. The timer was an eighth of the
-        server's CPU per short connection (bench churn: 61 -> 53 us).
-        """
-        reader = HeaderReader()
-        try:
-            request = reader.feed(os.read(sock.fileno(), HEADER_READ))
+            request = pending.reader.feed(os.read(fd, HEADER_READ))
         except BlockingIOError:
             request = None
-        if request is not None:
-            return request
-        late = BadHeader(f"no complete header within {self.header_timeout:g} s")
-        with gevent.Timeout(self.header_timeout, late):
-            while True:
-                request = reader.feed(sock.recv(HEADER_READ))
-                if request is not None:
-                    return request
+        except (BadHeader, OSError) as error:
+            self._refused(pending, error)
+            return
+        if request is None:
+            self.headers.add(pending)
+        else:
+            self._arrived(pending, request)
+
+    def _arrived(self, pending: Pending, request: Request) -> None:
+        """A whole header: the client starts now, or once its start is known."""
+        if request.lines or request.announce:
+            self.pool.spawn(self.handle, pending, request)
+        else:
+            self._follow(pending, request, byte_position(request.offset, self.watch.size))
+
+    def handle(self, pending: Pending, request: Request) -> None:
+        """A client that must wait before it starts: for a line count to be
+        reached, or for its socket to take the announced position (or the
+        refusal of its resume proof: then it gets the new file from byte 0)."""
+        fanout, refused = self.fanout, False
+        try:
+            if request.proof is not None:
+                fanout, refused = self.resume(request)
+            start = 0 if refused else self.start_position(request)
+            if request.announce:
+                _write_all(pending.fd, REFUSAL if refused else announcement(start))
+        except OSError as error:
+            self._refused(pending, error)
+            return
+        except BaseException:  # stopped (GreenletExit), or a bug gevent reports
+            self._closed(pending.fd)
+            raise
+        self._follow(pending, request, start, fanout, refused)
+
+    def _follow(self, pending: Pending, request: Request, start: int,
+                fanout: Optional[Fanout] = None, refused: bool = False) -> None:
+        log.info("%s connected: header %s, %sstarting at byte %d", pending.peer, request,
+                 "refused (file replaced or truncated), " if refused else "", start)
+        (fanout or self.fanout).join(Client(pending.fd, pending.peer, pending.began, start))
+
+    def _refused(self, pending: Pending, error: Exception) -> None:
+        """A connection closed before it was a client: a bad header, or gone."""
+        if isinstance(error, BadHeader):
+            self.rejected["bad_header"] += 1
+            log.warning("%s rejected: %s", pending.peer, error)
+        else:
+            log.info("%s gone before sending a header: %s", pending.peer,
+                     getattr(error, "strerror", None) or error)
+        self._closed(pending.fd)
+
+    def _closed(self, fd: int) -> None:
+        os.close(fd)
+        self.connections -= 1
+
+    def client_ended(self, client: Client, why: Optional[BaseException]) -> None:
+        """Every client's end, whoever ended it (see `Fanout.end`): counted
+        and logged here, and only here."""
+        self.connections -= 1
+        self._sent_by_gone += client.sent
+        peer = client.peer
+        if why is None:
+            reason = "server stopping"
+        elif isinstance(why, Truncated):
+            reason = str(why)
+            log.warning("%s disconnected: %s, client was at byte %d", peer, reason,
+                        client.offset)
+        elif isinstance(why, OSError):
+            reason = f"client gone ({why.strerror or why})"
+        elif isinstance(why, Retired):
+            reason = str(why)
+        else:  # a bug: say so in one line, details at debug level
+            reason = f"internal error: {why!r}"
+            log.error("%s disconnected: %s", peer, reason)
+            log.debug("internal error details", exc_info=why)
+        log.info("%s disconnected (%s): sent %d bytes from byte %d in %.3f s",
+                 peer, reason, client.sent, client.start, time.monotonic() - client.began)
+
+    def resume(self, request: Request) -> Tuple[Fanout, bool]:
+        """The file a resume proof continues, and False; or, refused (the
+        file was replaced or truncated), the file to start from byte 0, and
+        True. With ``follow_name`` that may be an old file (see `Rotation.resume`)."""
+        if self.resume_holds(request, self.watch):
+            return self.fanout, False
+        if self.rotation is None:
+            return self.fanout, True
+        return self.rotation.resume(request)
 
     def resume_holds(self, request: Request, watch: FileWatch) -> bool:
         """Whether the file holds the bytes a resume proof says the client has."""
@@ -224,18 +281,15 @@ class TailServer(AcceptBackoff, StreamServer):
         start, length = proof_span(request)
         return proof_holds(request, os.pread(watch.fd, length, start))
 
-    def start_position(self, request: Request, watch: FileWatch) -> int:
+    def start_position(self, request: Request) -> int:
         """The byte a request starts at; waits while a line count is not there yet."""
+        watch = self.watch
         if not request.lines:
             return byte_position(request.offset, watch.size)
-
-        def read(offset: int, length: int) -> bytes:
-            return os.pread(watch.fd, length, offset)
-
         if request.offset < 0:
             if watch.fd is None:
                 return 0
-            return start_of_last_lines(read, watch.size, -request.offset, gevent.sleep)
+            return start_of_last_lines(self._read, watch.size, -request.offset, gevent.sleep)
         position, remaining = 0, request.offset
         while remaining:
             size = watch.size
@@ -243,7 +297,7 @@ class TailServer(AcceptBackoff, StreamServer):
                 position, remaining = 0, request.offset
             if watch.fd is not None and position < size:
                 found, remaining = end_of_first_lines(
-                    read, position, size, remaining, gevent.sleep)
+                    self._read, position, size, remaining, gevent.sleep)
                 if found is not None:
                     return found
                 position = size
@@ -251,17 +305,25 @@ class TailServer(AcceptBackoff, StreamServer):
                 watch.wait_for_change(size)
         return position
 
+    def _read(self, offset: int, length: int) -> bytes:
+        return os.pread(self.watch.fd, length, offset)
+
     def bytes_sent(self) -> int:
         """File bytes sent to every client since the start."""
-        return self._sent_by_gone + sum(f.sent for f in self.followers)
+        return self._sent_by_gone + sum(fanout.bytes_sent() for fanout in self.fanouts())
 
     def slowest_lag(self) -> int:
         """How many bytes the furthest-behind client has yet to receive (0
         when every client is caught up or waiting for bytes yet to come)."""
-        return max([0, *(f.fanout.watch.size - f.offset for f in self.followers)])
+        return max(fanout.slowest_lag() for fanout in self.fanouts())
+
+    def fanouts(self) -> List[Fanout]:
+        """The files being served: the current one, and the old ones that
+        ``follow_name`` keeps for their clients."""
+        return [self.fanout, *(self.rotation.retiring if self.rotation is not None else ())]
 
 
-class _Sibling(AcceptBackoff, StreamServer):
+class _Sibling(AcceptBackoff, RawAccept):
     """One more listener of a `TailServer`: its connections go to the owner,
     which counts and serves them in its own pool."""
 
@@ -274,12 +336,27 @@ class _Sibling(AcceptBackoff, StreamServer):
 
 
 def tune(sock) -> None:
-    """A TCP client's socket: no Nagle delay on small appends, and keepalive so
-    that a peer that vanished while the file was idle is noticed."""
+    """A TCP listener, for the sockets it accepts (Linux copies these options
+    from the listener to every socket it accepts, so they are set once here,
+    not per connection): no Nagle delay on small appends, keepalive so that a
+    peer that vanished while the file was idle is noticed, and `NOTSENT_LOWAT`."""
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if lowat is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, lowat, NOTSENT_LOWAT)
     enable_keepalive(sock)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to a non-blocking socket, waiting while it is full."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            wait_write(fd)
 
 
 def format_peer(address) -> str:

@@ -1,220 +1,235 @@
 """Sending the file to clients: kernel ``sendfile`` from the shared descriptor,
 never a byte copied through Python, each client at its own pace.
 
-A client that is behind runs its own loop in its own greenlet: send a chunk,
-wait for the socket when it is full, yield between chunks so one fast reader
-never starves the rest. A client that has caught up *parks*: its greenlet
-sleeps, and when the file grows the `Fanout` makes one pass over every parked
-client and tries a non-blocking ``sendfile`` for each, waking only those whose
-socket could not take it all. That keeps an append to a file followed by a
-thousand clients at a thousand syscalls, with no greenlet switches (see
-docs/performance.md for the measurements behind this).
+A client past its header is a `Client`: a small object (its descriptor, where it
+is, what it was sent) owned by the `Fanout` of the file until it ends, with no
+greenlet of its own. A client that has caught up is *parked*: when the file
+grows the fanout makes one pass over the parked clients, in the event loop's
+own callback for the file's news, with one non-blocking ``sendfile`` each. A
+client whose socket is full is *blocked*: one epoll set watches the sockets of
+all clients, and a blocked client is sent its next chunk when its socket has
+room, until it has caught up and parks again.
+
+The same epoll set reads and throws away what clients send after their header,
+and sees resets and hang-ups, so a gone client ends even while the file is idle.
+
+Every client ends in one place, `Fanout.end`: its descriptor is closed and the
+owner's ``ended`` callback hears why (to log it and count what it was sent).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import select
-from typing import Dict, Optional, Set, Union
+from typing import Callable, Dict, Optional, Set
 
-import gevent
-from gevent.hub import Waiter, get_hub
-from gevent.socket import wait_write
+from gevent.hub import get_hub
+from gevent.monkey import get_original
 
 from .watch import FileWatch
 
-#: Most bytes one ``sendfile`` call may send before the client yields to the
-#: others. A few MiB keeps syscalls rare on a fast reader and each turn short.
+#: Most bytes one ``sendfile`` call may send to a blocked client before the
+#: others get a turn. A few MiB keeps syscalls rare on a fast reader and each
+#: turn short.
 CHUNK = 4 * 1024 * 1024
 
-#: Bytes discarded per read when a caught-up client sends us something after its
-#: header. The protocol ignores such bytes; reading them only lets us notice a
-#: reset connection while the file is idle.
+#: Bytes discarded per read when a client sends us something after its header.
+#: The protocol ignores such bytes; reading them only lets us notice a reset
+#: connection while the file is idle.
 DISCARD = 64 * 1024
+
+_epoll = get_original("select", "epoll")
+_EPOLLIN = 0x001
+_EPOLLOUT = 0x004
+_EPOLLERR = 0x008
+_EPOLLHUP = 0x010
 
 
 class Truncated(Exception):
     """The file shrank below this client's position: its offsets mean nothing now."""
 
 
-_Wake = Union[None, BaseException]
+class Client:
+    """One connected client past its header: its socket's descriptor, where it
+    is in the file, and what it was sent. ``peer`` and ``began`` are for the
+    log line at its end; ``events`` are what the fanout's epoll set watches
+    its socket for."""
 
+    __slots__ = ("fd", "peer", "began", "start", "offset", "events")
 
-class Hangups:
-    """Clients whose peer has shut its side: told when the connection dies.
-
-    After a peer's FIN its socket reads as end-of-file for good, so it cannot be
-    watched for reading any more, and TCP cannot tell a peer that only
-    half-closed (``echo 0 | nc``, still reading) from one that has gone. An
-    epoll set that asks for no events still reports errors and hang-ups: the
-    reset a gone peer answers the next append with (or a keepalive probe, once
-    its side of the connection has expired), which frees the client at once
-    rather than at the append after.
-    """
-
-    def __init__(self) -> None:
-        # Made at once, not when first needed: that may be when descriptors have
-        # run out. The watcher holds no reference on the loop, like a daemon.
-        self._epoll = select.epoll()
-        self._watcher = get_hub().loop.io(self._epoll.fileno(), 1, ref=False)
-        self._watcher.start(self._on_ready)
-        self._followers: Dict[int, Follower] = {}
-
-    def add(self, follower: Follower) -> None:
-        self._epoll.register(follower.fd, 0)
-        self._followers[follower.fd] = follower
-
-    def discard(self, follower: Follower) -> None:
-        if self._followers.pop(follower.fd, None) is not None:
-            self._epoll.unregister(follower.fd)
-
-    def close(self) -> None:
-        self._watcher.stop()
-        self._watcher.close()
-        self._epoll.close()
-        self._followers.clear()
-
-    def _on_ready(self) -> None:
-        for fd, _ in self._epoll.poll(0):
-            follower = self._followers.pop(fd)
-            self._epoll.unregister(fd)
-            follower.wake(ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET)))
-
-
-class Fanout:
-    """The clients of one file, and the pass that feeds the caught-up ones."""
-
-    def __init__(self, watch: FileWatch) -> None:
-        self.watch = watch
-        self.parked: Set[Follower] = set()
-        self.hangups = Hangups()
-        watch.subscribe(self._on_change)
-
-    def close(self) -> None:
-        """Release what watching the clients took (the server has ended them)."""
-        self.hangups.close()
-
-    def _on_change(self, size: int, shrank: bool) -> None:
-        """The pass: one non-blocking ``sendfile`` per parked client, in the
-        watcher greenlet. It is the whole cost of an append (the profile at a
-        thousand clients is 85% ``sendfile`` itself), so it is written flat:
-        no call per client but the syscall, locals for everything."""
-        fd = self.watch.fd
-        sendfile = os.sendfile
-        for follower in tuple(self.parked):
-            offset = follower.offset
-            if offset < size:
-                try:
-                    n = sendfile(follower.fd, fd, offset, size - offset)
-                except BlockingIOError:
-                    follower.wake(None)
-                    continue
-                except OSError as error:
-                    follower.wake(error)
-                    continue
-                follower.offset = offset + n
-                if n and offset + n < size:  # the socket is full: its greenlet waits
-                    follower.wake(None)
-            elif shrank and offset > size:
-                follower.wake(Truncated(f"file truncated to {size} bytes"))
-
-
-class Follower:
-    """One connected client past its header: where it is and how much it got."""
-
-    __slots__ = ("fanout", "sock", "fd", "start", "offset", "_waiter", "_reader")
-
-    def __init__(self, fanout: Fanout, sock, offset: int) -> None:
-        self.fanout = fanout
-        self.sock = sock
-        self.fd: int = sock.fileno()
+    def __init__(self, fd: int, peer: str, began: float, offset: int) -> None:
+        self.fd = fd
+        self.peer = peer
+        self.began = began
         self.start = offset
         self.offset = offset
-        self._waiter: Optional[Waiter] = None
-        self._reader = None
+        self.events = _EPOLLIN
 
     @property
     def sent(self) -> int:
         """Bytes sent so far: the offset only ever moves by what was sent."""
         return self.offset - self.start
 
-    def run(self) -> None:
-        """Stream until the client is gone (OSError) or the file shrank below it
-        (`Truncated`); returns only by raising."""
-        watch = self.fanout.watch
-        truncations = watch.truncations
-        try:
-            while True:
-                size = watch.size
-                if watch.truncations != truncations:
-                    truncations = watch.truncations
-                    if self.offset > size:
-                        raise Truncated(f"file truncated to {size} bytes")
-                if self.offset >= size:
-                    self._park()
-                elif not self._send(watch.fd, size):
-                    # Shorter than we knew: the watcher has yet to see it shrink.
-                    watch.wait_for_change(size)
-        finally:
-            self._stop_reading()
-            self.fanout.hangups.discard(self)
+    def send(self, file_fd: int, offset: int, count: int) -> int:
+        """Send up to ``count`` file bytes from ``offset``; how many went.
+        The place for a client that frames what it sends (a subclass); the
+        fanout's pass does the same inline for plain clients."""
+        return os.sendfile(self.fd, file_fd, offset, count)
 
-    def _send(self, file_fd: int, size: int) -> bool:
-        """Send up to ``size``; False when the file turned out shorter."""
-        while self.offset < size:
+
+#: Told of a client's end, with why: None when the server stopped, an OSError
+#: when the client went, `Truncated`, or any other exception (a bug).
+Ended = Callable[[Client, Optional[BaseException]], None]
+
+
+class Fanout:
+    """The clients of one file: the parked ones and the pass that feeds them
+    when the file grows, the blocked ones fed as their sockets drain, and
+    their ends. ``ended`` is called once for every client that ends."""
+
+    def __init__(self, watch: FileWatch, ended: Ended) -> None:
+        self.watch = watch
+        self.clients: Dict[int, Client] = {}
+        self.parked: Set[Client] = set()
+        self.blocked: Set[Client] = set()
+        self._ended = ended
+        # Made at once, not when first needed: that may be when descriptors
+        # have run out. The watcher holds no reference on the loop, like a daemon.
+        self._sockets = _epoll()
+        self._watcher = get_hub().loop.io(self._sockets.fileno(), 1, ref=False)
+        self._watcher.start(self._on_sockets)
+        watch.subscribe(self._on_change)
+
+    def join(self, client: Client) -> None:
+        """Take a client over: send it what there is, then park or block it."""
+        self.clients[client.fd] = client
+        self._sockets.register(client.fd, client.events)
+        self._feed(client)
+
+    def end(self, client: Client, why: Optional[BaseException]) -> None:
+        """The one way a client ends: forgotten, its socket closed, the owner told."""
+        if self.clients.pop(client.fd, None) is None:
+            return
+        self.parked.discard(client)
+        self.blocked.discard(client)
+        try:
+            self._sockets.unregister(client.fd)
+        except OSError:
+            pass
+        os.close(client.fd)
+        self._ended(client, why)
+
+    def close(self) -> None:
+        """End every client ("server stopping") and release the socket watch."""
+        for client in list(self.clients.values()):
+            self.end(client, None)
+        self._watcher.stop()
+        self._watcher.close()
+        self._sockets.close()
+
+    def bytes_sent(self) -> int:
+        """File bytes sent so far to the clients connected now."""
+        return sum(client.offset - client.start for client in self.clients.values())
+
+    def slowest_lag(self) -> int:
+        """Bytes the furthest-behind client has yet to receive (0 when none is behind)."""
+        size = self.watch.size
+        return max([0, *(size - client.offset for client in self.clients.values())])
+
+    def _feed(self, client: Client) -> None:
+        """Send a client its next chunk; park it once it has caught up (or the
+        file turned out shorter than we knew: the watcher will say), else
+        watch its socket for room."""
+        watch = self.watch
+        size = watch.size
+        offset = client.offset
+        full = False
+        if offset < size:
             try:
-                n = os.sendfile(self.fd, file_fd, self.offset, min(CHUNK, size - self.offset))
+                n = client.send(watch.fd, offset, min(CHUNK, size - offset))
             except BlockingIOError:
-                wait_write(self.fd)
+                full = True
+            except OSError as error:
+                self.end(client, error)
+                return
+            else:
+                client.offset = offset = offset + n
+                full = 0 < n and offset < size
+        if full:
+            self._block(client)
+        else:
+            self.blocked.discard(client)
+            self.parked.add(client)
+            self._watch(client, client.events & ~_EPOLLOUT)
+
+    def _block(self, client: Client) -> None:
+        self.parked.discard(client)
+        self.blocked.add(client)
+        self._watch(client, client.events | _EPOLLOUT)
+
+    def _watch(self, client: Client, events: int) -> None:
+        if events != client.events:
+            client.events = events
+            self._sockets.modify(client.fd, events)
+
+    def _on_change(self, size: int, shrank: bool) -> None:
+        """The pass: one non-blocking ``sendfile`` per parked client, in the
+        event loop's callback for the file. It is the whole cost of an append
+        (the profile at a thousand clients is 85% ``sendfile`` itself), so it
+        is written flat: no call per client but the syscall (so it does what
+        `Client.send` does, inline: a client that frames its data needs a set
+        of its own, whose pass calls its ``send``)."""
+        fd = self.watch.fd
+        sendfile = os.sendfile
+        for client in tuple(self.parked):
+            offset = client.offset
+            if offset < size:
+                try:
+                    n = sendfile(client.fd, fd, offset, size - offset)
+                except BlockingIOError:
+                    n = 0
+                except OSError as error:
+                    self.end(client, error)
+                    continue
+                client.offset = offset = offset + n
+                if offset < size:  # the socket is full
+                    self._block(client)
+            elif shrank and offset > size:
+                self.end(client, Truncated(f"file truncated to {size} bytes"))
+        if shrank:
+            for client in tuple(self.blocked):
+                if client.offset > size:
+                    self.end(client, Truncated(f"file truncated to {size} bytes"))
+
+    def _on_sockets(self) -> None:
+        """Room in blocked clients' sockets; what clients sent after their
+        header; their resets and hang-ups."""
+        clients = self.clients
+        for fd, events in self._sockets.poll(0):
+            client = clients.get(fd)
+            if client is None:
                 continue
-            if n == 0:
-                return False
-            self.offset += n
-            if self.offset < size:
-                gevent.sleep(0)  # between chunks, let the other clients have a turn
-        return True
+            if events & _EPOLLIN:
+                self._discard_input(client)
+                if fd not in clients:
+                    continue
+            if events & _EPOLLOUT:
+                self._feed(client)
+            elif events & (_EPOLLERR | _EPOLLHUP) and not client.events & _EPOLLIN:
+                self.end(client, ConnectionResetError(errno.ECONNRESET,
+                                                      os.strerror(errno.ECONNRESET)))
 
-    def _park(self) -> None:
-        """Sleep until the `Fanout` or the socket has news for this client."""
-        self._waiter = waiter = Waiter()
-        if self._reader is None:
-            self._reader = get_hub().loop.io(self.fd, 1)
-            self._reader.start(self._on_readable)
-        self.fanout.parked.add(self)
+    def _discard_input(self, client: Client) -> None:
         try:
-            woken: _Wake = waiter.get()
-        finally:
-            self._unpark()
-        if woken is not None:
-            raise woken
-
-    def _unpark(self) -> None:
-        self._waiter = None
-        self.fanout.parked.discard(self)
-
-    def wake(self, why: _Wake) -> None:
-        """Hand the client back to its own greenlet (from the hub or the fanout)."""
-        waiter = self._waiter
-        if waiter is not None:
-            self._unpark()
-            get_hub().loop.run_callback(waiter.switch, why)
-
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self.fd, DISCARD)
+            if os.read(client.fd, DISCARD):
+                return
         except BlockingIOError:
             return
         except OSError as error:
-            self._stop_reading()
-            self.wake(error)
+            self.end(client, error)
             return
-        if not data:  # half-closed (``echo 0 | nc``), or gone: keep sending
-            self._stop_reading()
-            self.fanout.hangups.add(self)
-
-    def _stop_reading(self) -> None:
-        if self._reader is not None:
-            self._reader.stop()
-            self._reader.close()
-            self._reader = None
+        # End of file: half-closed (``echo 0 | nc``, still reading) or gone,
+        # TCP cannot tell. Keep sending; an epoll set that asks for no input
+        # still reports the reset a gone peer answers the next append with,
+        # or a keepalive probe's failure.
+        self._watch(client, client.events & ~_EPOLLIN)

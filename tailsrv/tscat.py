@@ -43,14 +43,15 @@ usage; 130 after Ctrl-C.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import List, Optional
 
 from .client import follow
 from .tool import Args, integer, run
+from .usage import console_script
 
 
+@console_script
 def main(argv: Optional[List[str]] = None) -> int:
     return run(__doc__, argv, _tscat)
 
@@ -66,15 +67,11 @@ def _tscat(args: Args) -> int:
 
 
 def _write(out, chunk: bytes) -> bool:
-    """Write and flush a chunk; False when the reader is gone (a broken pipe)."""
+    """Write and flush a chunk; False when the reader is gone (a broken pipe:
+    `console_script` then ends tscat quietly)."""
     try:
         out.write(chunk)
         out.flush()
     except BrokenPipeError:
-        # Our job is done. Point stdout at /dev/null so that the interpreter's
-        # final flush of what is left in the buffer does not complain.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, out.fileno())
-        os.close(devnull)
         return False
     return True

@@ -59,6 +59,7 @@ from typing import List, Optional
 from .client import Replaced, follow, parse_address
 from .protocol import PROOF_BYTES
 from .tool import Args, run
+from .usage import console_script
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Locked(OSError):
     """FILE is already being mirrored by another tssync."""
 
 
+@console_script
 def main(argv: Optional[List[str]] = None) -> int:
     return run(__doc__, argv, _tssync)
 

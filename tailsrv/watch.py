@@ -20,22 +20,23 @@ from typing import Callable, List, Optional
 
 import gevent
 from gevent.event import Event
-from gevent.socket import wait_read
 
-from .inotify import (ATTRIB, CREATE, DELETE_SELF, MODIFY, MOVE_SELF, MOVED_TO, Q_OVERFLOW,
-                      INotify)
+from inotify_simple import INotify, flags, parse_events
 
 log = logging.getLogger(__name__)
 
 #: Growth shows up as MODIFY; deletion as ATTRIB with a link count of 0 (DELETE_SELF
 #: never fires while we hold the file open); a rename as MOVE_SELF.
-FILE_EVENTS = MODIFY | ATTRIB | MOVE_SELF | DELETE_SELF
+FILE_EVENTS = flags.MODIFY | flags.ATTRIB | flags.MOVE_SELF | flags.DELETE_SELF
 #: A missing file can appear by creation or by being renamed into place.
-DIR_EVENTS = CREATE | MOVED_TO
+DIR_EVENTS = flags.CREATE | flags.MOVED_TO
+#: Tested per append: an int, not an enum lookup.
+MOVE_SELF = int(flags.MOVE_SELF)
 
 #: Bytes asked of inotify per read: room for thousands of events, so one read
 #: drains a burst (the kernel hands out whole events; any rest stays queued and
-#: wakes us again), with no FIONREAD ioctl first: one syscall less per append.
+#: wakes us again), with no FIONREAD ioctl first (as ``INotify.read`` makes):
+#: one syscall less per append.
 INOTIFY_READ = 64 * 1024
 
 #: Called with the new size and whether the file shrank.
@@ -56,7 +57,7 @@ class FileWatch:
     when the file was deleted or moved and ``linger`` is on: PATH no longer
     leads to it, and the file is still served.
     Listeners registered with `subscribe` hear of every size change, in the
-    watcher greenlet.
+    event loop's callback for inotify's descriptor: they must not block.
     """
 
     #: What the log says when the file is gone from PATH and ``linger`` keeps it.
@@ -75,7 +76,7 @@ class FileWatch:
         self._listeners: List[Listener] = []
         self._inotify: Optional[INotify] = None
         self._dir_watch: Optional[int] = None
-        self._greenlet: Optional[gevent.Greenlet] = None
+        self._watcher = None
         self._lingering = False
 
     def subscribe(self, listener: Listener) -> None:
@@ -87,7 +88,7 @@ class FileWatch:
         Raises OSError (with a readable message) when the parent directory
         is missing or PATH is not a regular file.
         """
-        self._inotify = INotify()
+        self._inotify = INotify(nonblocking=True)
         directory = os.path.dirname(self.path)
         try:
             self._dir_watch = self._inotify.add_watch(directory, DIR_EVENTS)
@@ -96,11 +97,14 @@ class FileWatch:
             raise OSError(error.errno, f"cannot watch {directory}: {error.strerror}") from None
         if not self._open():
             log.info("%s does not exist yet; waiting for it to appear", self.path)
-        self._greenlet = gevent.spawn(self._run)
+        # A persistent watcher whose callback runs the listeners in the hub:
+        # no greenlet switch between inotify's wake and the clients' sendfile
+        # (bench lat1, see docs/performance.md).
+        self._watcher = gevent.get_hub().loop.io(self._inotify.fd, 1)
+        self._watcher.start(self._on_events)
 
     def close(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill()
+        self._stop_watching()
         if self._inotify is not None:
             self._inotify.close()
         if self.fd is not None:
@@ -130,30 +134,38 @@ class FileWatch:
         self._refresh(moved=False)
         return True
 
-    def _run(self) -> None:
+    def _stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher.close()
+            self._watcher = None
+
+    def _on_events(self) -> None:
         try:
             self._follow()
         except OSError as error:
             log.error("stopped following %s: %s", self.path, error)
             self.error = error
+            self._stop_watching()
             self.gone.set()
 
     def _follow(self) -> None:
-        inotify = self._inotify
-        name = os.path.basename(self.path)
-        while True:
-            wait_read(inotify.fd)
-            events = inotify.read(INOTIFY_READ)
-            if self.fd is None:
-                if any(e.name == name or e.mask & Q_OVERFLOW for e in events):
-                    try:
-                        self._open()
-                    except NotARegularFile as error:
-                        log.error("%s; still waiting for a regular file", error)
-                continue
-            self._refresh(moved=any(e.mask & MOVE_SELF for e in events))
-            if self.gone.is_set():
-                return
+        """Read the events there are, then learn what they mean."""
+        try:
+            events = parse_events(os.read(self._inotify.fd, INOTIFY_READ))
+        except BlockingIOError:  # woken for nothing
+            return
+        if self.fd is None:
+            name = os.path.basename(self.path)
+            if any(e.name == name or e.mask & flags.Q_OVERFLOW for e in events):
+                try:
+                    self._open()
+                except NotARegularFile as error:
+                    log.error("%s; still waiting for a regular file", error)
+            return
+        self._refresh(moved=any(e.mask & MOVE_SELF for e in events))
+        if self.gone.is_set():
+            self._stop_watching()
 
     def _refresh(self, moved: bool) -> None:
         st = os.fstat(self.fd)

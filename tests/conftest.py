@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import pytest
 
@@ -97,6 +97,26 @@ def wait_for(predicate, timeout: float = IO_TIMEOUT, interval: float = 0.02):
         time.sleep(interval)
 
 
+class Descriptor(NamedTuple):
+    target: str  #: what it points at: a path, ``socket:[N]``, ``anon_inode:inotify``...
+    flags: int  #: its open-file flags (``O_NONBLOCK``, ``O_CLOEXEC``...)
+
+
+def descriptors(pid: int) -> Dict[int, Descriptor]:
+    """The open descriptors of process ``pid``, read while it runs: one that it
+    closes while we look is left out, not an error."""
+    found = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                flags = next(line for line in info if line.startswith("flags:"))
+        except FileNotFoundError:
+            continue
+        found[int(fd)] = Descriptor(target, int(flags.split()[1], 8))
+    return found
+
+
 class Server:
     """A ``tailsrv`` console-script process; stderr goes to a log file.
 
@@ -151,8 +171,11 @@ class Server:
         wait_for(lambda: text in self.log, timeout)
         return self.log
 
+    def descriptors(self) -> Dict[int, Descriptor]:
+        return descriptors(self.proc.pid)
+
     def open_fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        return len(self.descriptors())
 
     def terminate(self, sig: int = signal.SIGTERM, timeout: float = IO_TIMEOUT) -> int:
         if self.proc.poll() is None:

@@ -36,3 +36,22 @@ def test_bench_smoke_run_prints_a_table_and_loses_nothing(tmp_path: Path) -> Non
         assert results[scenario]["out_of_order"] == 0
     assert results["churn"]["conn_s"] > 0
     assert results["tp1"]["mb_s"] > 0
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="the bench's load client needs gcc")
+def test_bench_gives_each_server_as_a_ratio_to_the_first(tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    tailsrv = Path(sys.executable).parent / "tailsrv"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--only", "lat1,churn", "--seconds", "0.5",
+         "--rate", "200", "--json", str(report),
+         "--server", f"logging={tailsrv} -p {{port}} {{path}}",
+         "--server", f"quiet={tailsrv} -p {{port}} --log-level warning {{path}}"],
+        capture_output=True, text=True, timeout=90, env=env, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert "| figure | better | quiet / logging |" in done.stdout
+    ratios = json.loads(report.read_text())["ratios"]
+    # (CPU rows too, unless the first server's CPU time was below a clock tick)
+    assert {"churn conn_s", "lat1 p50_us", "lat1 p99_us"} <= set(ratios)
+    assert ratios["churn conn_s"]["quiet"] > 0 and ratios["lat1 p50_us"]["quiet"] > 0

@@ -150,6 +150,7 @@ def test_resume_after_the_server_is_killed_mid_stream(tmp_path, start_server):
     while len(received) < len(original):
         received += next(chunks)
     assert received == original
+    server.wait_log("?#")  # lines go out as the loop's turn ends
     resumed_at, proof = headers(server)[-1].split("?")
     assert 0 < int(resumed_at) < len(original)  # it did resume in the middle
     assert proof == make_proof(original[:int(resumed_at)]).encode().decode()
@@ -159,10 +160,12 @@ def test_resume_from_the_announced_position_not_the_first_header(logfile, start_
     server = start_server(logfile)
     chunks = follow(address(server), lines=-1)
     assert take(chunks, 6) == b"world\n"
+    server.wait_log("connected: header -1l?")  # lines go out as the loop's turn ends
     server.kill()
     append(logfile, b"a\nb\n")  # asking for '-1l' again would skip "a\n"
     server.restart()
     assert take(chunks, 4) == b"a\nb\n"
+    server.wait_log("connected: header 12")
     assert headers(server) == ["-1l?", "12?#6:" + digest(b"world\n").decode()]
 
 

@@ -1,5 +1,6 @@
 """The embedding example runs as a user would run it: two files and a web app
-in one gevent process, stopped by SIGTERM."""
+in one gevent process, stopped by SIGTERM; as it is, and monkey-patched first
+(``python -m gevent.monkey``), as most gevent programs are."""
 
 import http.client
 import signal
@@ -16,17 +17,20 @@ EXAMPLE = Path(__file__).parent.parent / "scripts" / "examples" / "gevent_embed.
 
 
 @pytest.mark.timeout(60)
-def test_two_files_and_a_web_app_in_one_process(tmp_path):
+@pytest.mark.parametrize("patch", [[], ["-m", "gevent.monkey"]], ids=["plain", "patched"])
+def test_two_files_and_a_web_app_in_one_process(tmp_path, patch):
     a, b = tmp_path / "a.log", tmp_path / "b.log"
     a.write_bytes(b"first file\n")
     b.write_bytes(b"second file\n")
     http_port, port_a, port_b = free_port(), free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLE), "--host", "127.0.0.1", str(http_port),
+        [sys.executable, *patch, str(EXAMPLE), "--host", "127.0.0.1", str(http_port),
          f"{port_a}={a}", f"{port_b}={b}"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert proc.stdout.readline().startswith(b"serving")
+        started = proc.stdout.readline()
+        assert started.startswith(b"serving")
+        assert started.endswith(b" (monkey-patched)\n") == bool(patch)
         lines_a = follow_lines(f"127.0.0.1:{port_a}")
         lines_b = follow_lines(f"127.0.0.1:{port_b}")
         assert next(lines_a) == b"first file\n"

@@ -59,7 +59,7 @@ def test_positive_line_count_waits_for_the_lines(tmp_path, start_server):
         for part in (b"\n", b"3", b"\n4\n"):  # line 3 ends in the last write
             append(path, part)
         assert read_exactly(sock, 2) == b"4\n"
-    assert "header 3l, starting at byte 6" in server.log
+    server.wait_log("header 3l, starting at byte 6")
 
 
 def test_lines_when_the_file_does_not_exist_yet(tmp_path, start_server):

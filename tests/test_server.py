@@ -4,6 +4,7 @@ use plain blocking sockets)."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import gevent
@@ -77,15 +78,25 @@ def test_two_servers_one_thread_two_files(tmp_path):
     assert not thread.is_alive()
 
 
-def test_client_sockets_get_nodelay_and_keepalive():
-    """A vanished peer is probed after a minute idle, not the kernel's two hours."""
+def test_client_sockets_get_nodelay_and_keepalive(logfile):
+    """A vanished peer is probed after a minute idle, not the kernel's two
+    hours. The options are set once, on the listener: the accepted sockets
+    inherit them (checked here on the server's own end of a connection)."""
     import socket
     from tailsrv.server import tune
-    with socket.socket() as tcp, socket.socket(socket.AF_UNIX) as unix:
-        tune(tcp)
-        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-        assert tcp.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
-        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
-        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 6
+    thread = ServerThread(logfile)
+    thread.start()
+    assert thread.started.wait(10)
+    with connect(thread.port) as sock:
+        assert read_exactly(sock, 12) == b"hello\nworld\n"
+        [fd] = list(thread.server.fanout.clients)
+        with socket.socket(fileno=os.dup(fd)) as accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+            assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 6
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT) == 65536
+    thread.stop()
+    with socket.socket(socket.AF_UNIX) as unix:
         tune(unix)  # nothing to tune, and no error

@@ -74,11 +74,11 @@ def test_reconnects_and_resumes_exactly(start_server, logfile, spawn):
     server.kill()
     append(logfile, b"while down\n")
     server.restart()
-    server.wait_log("header 12?#12:")
+    assert tscat.stdout.read(11) == b"while down\n"
+    server.wait_log("header 12?#12:")  # it asked for exactly the next byte, with a proof
     tscat.send_signal(signal.SIGTERM)
     out, err = tscat.communicate(timeout=IO_TIMEOUT)
-    assert tscat.returncode == 0
-    assert out == b"while down\n"
+    assert (tscat.returncode, out) == (0, b"")
     assert b"reconnecting in" in err and b"Traceback" not in err
 
 

@@ -9,9 +9,12 @@ answers HTTP on port 8080 with one line per file: its path, size and number of
 connected clients. SIGTERM or SIGINT stops everything cleanly: the web app and
 the tail servers stop accepting, clients are disconnected, the process exits 0.
 
-Nothing here is monkey-patched: `TailServer` and `gevent.pywsgi` are gevent
-servers already. A program that also uses blocking libraries would call
-``gevent.monkey.patch_all()`` first, as any gevent program does.
+Nothing here needs monkey-patching: `TailServer` and `gevent.pywsgi` are gevent
+servers already. A program that also uses blocking libraries patches first, as
+most gevent programs do, and tailsrv works the same there; to run this example
+that way (it then says "monkey-patched" when it starts)::
+
+  python -m gevent.monkey scripts/examples/gevent_embed.py 8080 4321=/var/log/app.log
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 from typing import List
 
 import gevent
+from gevent import monkey
 from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 
@@ -32,7 +36,7 @@ def status_app(servers: List[TailServer]):
     """A WSGI app that reports on the tail servers."""
     def app(environ, start_response):
         body = "".join(f"{server.watch.path} {server.watch.size} bytes, "
-                       f"{len(server.pool)} clients\n" for server in servers)
+                       f"{server.connections} clients\n" for server in servers)
         start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
         return [body.encode()]
     return app
@@ -57,7 +61,8 @@ def main(argv: List[str]) -> int:
     for server in servers:
         server.start()
     web.start()
-    print("serving", " ".join(args.files), "and HTTP on", args.http_port, flush=True)
+    patched = " (monkey-patched)" if monkey.is_anything_patched() else ""
+    print(f"serving {' '.join(args.files)} and HTTP on {args.http_port}{patched}", flush=True)
 
     stopping.wait()
     web.stop(timeout=1)

@@ -16,7 +16,7 @@ from .rig import FLAT_SLACK, Rig
 BUSY_CPU = 0.5
 
 
-def follow_clients(work: Path, clients: int = 10000, rounds: int = 10,
+def follow_clients(work: Path, clients: int = 19000, rounds: int = 10,
                    append: int = 4096, initial: int = 65536) -> Result:
     """Many concurrent followers, each checked to get every appended byte in order."""
     result = Result(f"{clients:,} concurrent followers",

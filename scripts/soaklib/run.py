@@ -16,7 +16,7 @@ from .faults import churn, hostile_headers, kill_and_restart
 from .load import fd_exhaustion, follow_clients, slowloris, stalled_readers
 from .report import MiB, Result, report
 from .rotation import rotation
-from .server import raise_fd_limit
+from .server import ServerProcess, raise_fd_limit
 
 CASES: Dict[str, Callable[..., Result]] = {
     "follow": follow_clients,
@@ -51,6 +51,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--only", metavar="CASES",
                         help=f"comma-separated cases to run, of: {', '.join(CASES)}")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--clients", type=int, metavar="N",
+                        help="concurrent followers of the follow case (default 19,000; "
+                             "--quick 1,000)")
+    parser.add_argument("--server", metavar="TEMPLATE",
+                        help="run another server instead of this tree's tailsrv, as a "
+                             "command with {port} and {path} (for the follow case, e.g. "
+                             "the yardstick: '/tmp/tsref -p {port} {path}')")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (server logs, mirrors)")
     args = parser.parse_args(argv)
@@ -59,13 +66,18 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     args.cases = chosen
+    if args.server and ("{port}" not in args.server or "{path}" not in args.server):
+        parser.error("--server: expected a command with {port} and {path}")
     return args
 
 
-def run_case(name: str, work: Path, quick: bool) -> Result:
+def run_case(name: str, work: Path, quick: bool, clients: Optional[int] = None) -> Result:
     """One case; an error of the soak itself becomes a failed result, not a traceback."""
+    counts = dict(QUICK[name]) if quick else {}
+    if name == "follow" and clients:
+        counts["clients"] = clients
     try:
-        return CASES[name](work, **(QUICK[name] if quick else {}))
+        return CASES[name](work, **counts)
     except Exception as error:  # a broken case must not stop the others
         return Result(name, "(the case could not run)",
                       failures=[f"{type(error).__name__}: {error}"])
@@ -79,6 +91,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     limit = raise_fd_limit()
+    ServerProcess.template = args.server
     work = Path(tempfile.mkdtemp(prefix="tailsrv-soak-"))
     print(f"soak: fd limit {limit}, work directory {work}", file=sys.stderr)
     results: List[Result] = []
@@ -87,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name in args.cases:
             print(f"soak: {name}...", file=sys.stderr, flush=True)
             case_began = time.monotonic()
-            result = run_case(name, work, args.quick)
+            result = run_case(name, work, args.quick, args.clients)
             print(f"soak: {name}: {'held' if result.ok else 'FAILED'} "
                   f"({time.monotonic() - case_began:.0f} s)", file=sys.stderr, flush=True)
             results.append(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shlex
 import socket
 import subprocess
 import sys
@@ -38,7 +39,14 @@ class ServerProcess:
 
     ``nofile`` starts it as under ``ulimit -n``; otherwise it inherits the soak's
     raised limit. Its log (stderr) accumulates over restarts in ``log_path``.
+
+    ``template`` (``scripts/soak --server``) runs another server instead, such as
+    the yardstick: a command with ``{port}`` and ``{path}``, taking none of the
+    case's tailsrv options, ready once it accepts a connection.
     """
+
+    #: A command template for another server, or None for this tree's tailsrv.
+    template: Optional[str] = None
 
     def __init__(self, work: Path, path: Path, *args: str, nofile: Optional[int] = None) -> None:
         self.path, self.args, self.nofile = path, args, nofile
@@ -50,8 +58,12 @@ class ServerProcess:
 
     def start(self, wait: bool = True) -> None:
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "tailsrv", "-p", str(self.port), *self.args,
-                   str(self.path)]
+        if self.template is not None:
+            command = shlex.split(self.template.format(port=self.port,
+                                                       path=shlex.quote(str(self.path))))
+        else:
+            command = [sys.executable, "-m", "tailsrv", "-p", str(self.port), *self.args,
+                       str(self.path)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=log, env=dict(os.environ, PYTHONPATH=path),
@@ -59,10 +71,19 @@ class ServerProcess:
         self.starts += 1
         if wait:
             deadline = time.monotonic() + limits.WAIT
-            while self.log_count("listening on port") < self.starts:
+            while not self._ready():
                 if not self.alive or time.monotonic() > deadline:
-                    raise RuntimeError(f"tailsrv did not start; see {self.log_path}")
+                    raise RuntimeError(f"the server did not start; see {self.log_path}")
                 time.sleep(0.02)
+
+    def _ready(self) -> bool:
+        if self.template is None:
+            return self.log_count("listening on port") >= self.starts
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def _limit(self) -> None:
         if self.nofile:

@@ -1,0 +1,66 @@
+"""The command line's log handler: lines of one event-loop turn in one write,
+formatted as the standard formatter would, nothing left behind at exit."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import gevent
+
+from tailsrv.logs import LINE_FORMAT, BatchingHandler
+
+
+class Writes:
+    """A stream that remembers each write."""
+
+    def __init__(self) -> None:
+        self.writes = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def record(message: str, created: float = 1_700_000_000.25) -> logging.LogRecord:
+    rec = logging.LogRecord("tailsrv", logging.INFO, __file__, 1, message, None, None)
+    rec.created, rec.msecs = created, (created % 1) * 1000
+    return rec
+
+
+def test_lines_of_one_turn_are_one_write_when_it_ends():
+    stream = Writes()
+    handler = BatchingHandler(stream)
+    for n in range(3):
+        handler.handle(record(f"line {n}"))
+    assert stream.writes == []  # still this turn of the loop
+    gevent.sleep(0)
+    assert len(stream.writes) == 1
+    assert [line.split(" INFO ")[1] for line in stream.writes[0].splitlines()] == [
+        "line 0", "line 1", "line 2"]
+    handler.handle(record("next turn"))
+    gevent.sleep(0)
+    assert len(stream.writes) == 2
+
+
+def test_formatted_as_the_standard_formatter_does():
+    stream = Writes()
+    handler = BatchingHandler(stream)
+    standard = logging.Formatter(LINE_FORMAT)
+    for created in (1_700_000_000.25, 1_700_000_000.999, 1_700_000_001.0):
+        handler.handle(record("x", created))
+        handler.flush()
+        assert stream.writes[-1] == standard.format(record("x", created)) + "\n"
+
+
+def test_nothing_is_lost_when_the_process_exits_before_the_loop_turns():
+    code = ("import logging, sys; from tailsrv.logs import BatchingHandler; "
+            "logging.getLogger().addHandler(BatchingHandler()); "
+            "logging.getLogger().warning('last words'); sys.exit(3)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 3
+    assert done.stderr.endswith("WARNING last words\n")
