@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,8 +23,9 @@ from typing import Dict, List, NamedTuple, Tuple
 
 import pytest
 
-from conftest import (IO_TIMEOUT, assert_silent, connect, read_exactly, read_until_closed, script,
-                      wait_for)
+from conftest import (IO_TIMEOUT, assert_silent, connect, free_port, read_exactly,
+                      read_until_closed, script, wait_for)
+from test_metrics import MIB, scrape
 from tailsrv.protocol import REFUSAL, digest
 
 pytestmark = pytest.mark.timeout(60)
@@ -420,3 +422,30 @@ def test_follow_name_when_the_file_is_deleted_and_created_again(tmp_path, start_
     with connect(server.port, b"14#14:%s\n" % digest(b"old\nstill old\n")) as resumed:
         assert read_exactly(resumed, len(REFUSAL) + 4) == REFUSAL + b"new\n"
     assert server.proc.poll() is None
+
+
+def test_metrics_count_the_clients_of_the_old_file(tmp_path, start_server):
+    """--follow-name: while the old file still has clients, the metrics count
+    them beside the new file's (bytes sent, the slowest client's lag)."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"old\n")
+    metrics_port = free_port()
+    server = start_server(path, "--follow-name", "--rotation-grace", "60",
+                          "--metrics", f"127.0.0.1:{metrics_port}")
+    old = socket.socket()  # reads no more than the first line: falls behind
+    old.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    old.settimeout(IO_TIMEOUT)
+    old.connect(("127.0.0.1", server.port))
+    old.sendall(b"0\n")
+    with old, open(path, "ab", buffering=0) as writer:
+        assert read_exactly(old, 4) == b"old\n"
+        path.unlink()
+        server.wait_log("was deleted; its clients finish it")
+        path.write_bytes(b"new file\n")
+        with connect(server.port, b"0\n") as new:
+            assert read_exactly(new, 9) == b"new file\n"
+            wait_for(lambda: (m := scrape(metrics_port))[("tailsrv_clients",)] == 2
+                     and m[("tailsrv_sent_bytes_total",)] == 4 + 9)
+            writer.write(b"x" * (8 * MIB))
+            lag = wait_for(lambda: scrape(metrics_port)[("tailsrv_slowest_client_lag_bytes",)])
+            assert 0 < lag < 8 * MIB
