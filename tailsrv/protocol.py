@@ -141,8 +141,10 @@ def parse_header(line: bytes) -> Request:
     text = line.strip(_WHITESPACE)
     if not text:
         raise BadHeader("empty header")
-    text, hash_sign, proof_text = text.partition(b"#")
-    proof = _parse_proof(proof_text) if hash_sign else None
+    proof = None
+    if b"#" in text:
+        text, _, proof_text = text.partition(b"#")
+        proof = _parse_proof(proof_text)
     announce = text[-1:] == b"?"
     if announce:
         text = text[:-1]
