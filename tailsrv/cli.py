@@ -10,12 +10,14 @@ Each client connects and sends a header, an ASCII integer ending in a newline:
 bytes. The server then sends the file from there and keeps sending as it grows,
 until the client disconnects. PATH need not exist yet: clients are held until
 it appears. When PATH is deleted or moved the server closes every client and
-exits with status 0.
+exits with status 0 (but see --follow-name).
 
-Two header extensions, which clients of the original never send: a number
+Three header extensions, which clients of the original never send: a number
 ending in `l` counts lines, like `tail -n` (`-10l` the last 10 lines, `25l`
 after the first 25, waiting for them); a final `?` (`-10l?`) makes the server
-first send the byte position it starts at, as one decimal line.
+first send the byte position it starts at, as one decimal line; a resume proof
+(`12#6:ea4ec125b82d5527`, a digest of the bytes before the position) makes it
+check that the file still holds them, and answer `!replaced` and close if not.
 
 Options:
   -p PORT, --port PORT         TCP port to listen on: on every interface (IPv6
@@ -46,6 +48,14 @@ Options:
                                authentication: put TLS in front, see docs/http.md).
   --linger-after-file-is-gone  Keep running and serving the open file after PATH
                                is deleted or moved.
+  --follow-name                Follow PATH across log rotation, like `tail -F`:
+                               when PATH is moved or deleted, new clients get
+                               the new file at PATH (once it appears), and the
+                               clients of the old file get all of it, then are
+                               closed once they have it all and it has not
+                               grown for --rotation-grace seconds.
+  --rotation-grace SECS        Seconds the old file must stay unchanged before
+                               its caught-up clients are closed [default: 3].
   --header-timeout SECS        Seconds a client has to send its header before it
                                is disconnected [default: 30].
   --log-level LEVEL            Least severe messages logged: debug, info,
@@ -71,10 +81,12 @@ Examples:
   tailsrv -p 4321 --bind 127.0.0.1 --bind ::1 --metrics 127.0.0.1:9100 app.log
   tailsrv --bind unix:/run/tailsrv/app.sock --max-clients 1000 app.log
   tailsrv -p 4321 --http :8080 app.log   (then open http://localhost:8080/)
+  tailsrv -p 4321 --follow-name /var/log/app.log   (a log that logrotate rotates)
   echo -10l | nc localhost 4321        (the last 10 lines, then what is appended)
 
-Exit status: 0 after SIGTERM, SIGINT or PATH gone; 1 on a runtime error (port in
-use, PATH unusable, the file could no longer be read); 2 on bad usage.
+Exit status: 0 after SIGTERM, SIGINT or PATH gone (without --follow-name); 1
+on a runtime error (port in use, PATH unusable, the file could no longer be
+read, or with --follow-name the directory of PATH gone); 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -117,6 +129,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         http = _parsed(parse_host_port, args["--http"], "--http")
         credentials = _credentials(args["--http-auth"], http)
         header_timeout = _positive(args["--header-timeout"], "--header-timeout")
+        grace = _positive(args["--rotation-grace"], "--rotation-grace")
+        if args["--follow-name"] and args["--linger-after-file-is-gone"]:
+            raise UsageError("--follow-name and --linger-after-file-is-gone cannot be "
+                             "combined: --follow-name already keeps the old file for its "
+                             "clients")
         level = _choice(args["--log-level"], LOG_LEVELS, "--log-level")
         activated = listen_fds()
         if port is None and not activated and not (binds and all(b.unix for b in binds)):
@@ -151,7 +168,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not activated and not binds:  # as the original says it
             where = f"port {port} ({where})"
         return run(args, listeners, where, metrics_listener, header_timeout, max_clients,
-                   http_listener, credentials)
+                   grace, http_listener, credentials)
     except OSError as error:
         log.error("%s", error.strerror if error.filename is None and error.strerror
                   else error)
@@ -185,13 +202,15 @@ def _listen_extra(address: Tuple[str, int], what: str) -> socket.socket:
 
 def run(args, listeners: List[socket.socket], where: str,
         metrics_listener: Optional[socket.socket], header_timeout: float,
-        max_clients: Optional[int], http_listener: Optional[socket.socket] = None,
+        max_clients: Optional[int], grace: float,
+        http_listener: Optional[socket.socket] = None,
         credentials: Optional[bytes] = None) -> int:
     """Follow the file, serve on ``listeners`` (described by ``where`` in the
     log) and ``http_listener``, and return the exit status."""
     path = args["PATH"]
     server = TailServer(listeners, path, linger=args["--linger-after-file-is-gone"],
-                        header_timeout=header_timeout, max_clients=max_clients)
+                        header_timeout=header_timeout, max_clients=max_clients,
+                        follow_name=args["--follow-name"], rotation_grace=grace)
     if http_listener is not None:
         # Imported only when asked for, like metrics below: h11 and the page.
         from .httpfront import HttpFront

@@ -11,6 +11,15 @@ byte position it chose, one decimal line before the data (see
 `tailsrv.protocol`). Plain non-negative offsets, and any start when reconnecting
 is off, send the header of the original protocol, which every server speaks.
 
+A resume proves that it continues the same file: the header carries a digest
+of the last bytes received (the ``#K:DIGEST`` extension), and a server whose
+file no longer holds them (it was replaced, or truncated: log rotation) refuses.
+The client then tells its caller (`Replaced`) and follows the new file from its
+start, which the server sends next: no byte of one file is ever taken for a
+byte of another. A server that does not know proofs (the original tailsrv)
+closes such a connection at once; after `PROOF_ATTEMPTS` of those in a row the
+client says so in the log and resumes as before, without proofs.
+
 The sockets are ordinary blocking sockets, looked up in the ``socket`` module at
 call time and waited on with ``time.sleep``: in a program that gevent has
 monkey-patched they are gevent's, and following a server is cooperative. This
@@ -24,9 +33,10 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Iterable, Iterator, Optional, Tuple, Union
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Tuple, Union
 
 from .keepalive import enable_keepalive
+from .protocol import PROOF_BYTES, REFUSAL, Proof, make_proof
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,11 @@ MAX_RECONNECT_DELAY = 30.0
 #: Longest announcement line accepted: a signed 64-bit number and its newline.
 MAX_ANNOUNCEMENT_BYTES = 21
 
+#: Resume proofs in a row that a server may close without an answer before the
+#: client takes it for one that does not know them (the original rejects them):
+#: more than one, so that a server stopping just then is not taken for it.
+PROOF_ATTEMPTS = 2
+
 #: Where to connect: ``(host, port)`` for TCP, or a unix socket's path.
 Target = Union[Tuple[str, int], str]
 
@@ -60,6 +75,25 @@ class BadAddress(ValueError):
 class ProtocolError(Exception):
     """The server answered something the protocol does not allow; retrying
     would not help."""
+
+
+class NoAnswer(ConnectionError):
+    """The server closed the connection before answering the header's ``?``
+    or resume proof, as a server without those extensions does."""
+
+
+class Replaced(NamedTuple):
+    """Notice that the server's file is no longer the one being followed: the
+    server at ``address`` refused to resume at byte ``position`` of it (the
+    bytes before differ, or the file is shorter). What follows is the new
+    file, from its start."""
+
+    address: str
+    position: int
+
+
+#: Called with the notice when the file was replaced, before its first byte.
+OnReplaced = Callable[[Replaced], None]
 
 
 def parse_address(text: str) -> Target:
@@ -87,18 +121,23 @@ def parse_address(text: str) -> Target:
     return host, int(port)
 
 
-def header(offset: int = 0, lines: Optional[int] = None, announce: bool = False) -> bytes:
-    """The header asking for ``offset`` (bytes) or, when given, ``lines``."""
+def header(offset: int = 0, lines: Optional[int] = None, announce: bool = False,
+           proof: Optional[Proof] = None) -> bytes:
+    """The header asking for ``offset`` (bytes) or, when given, ``lines``;
+    with a ``proof`` (see `tailsrv.protocol.make_proof`) of the bytes before."""
     number = b"%d" % offset if lines is None else b"%dl" % lines
-    return number + (b"?" if announce else b"") + b"\n"
+    return number + (b"?" if announce else b"") + (proof.encode() if proof else b"") + b"\n"
 
 
-def parse_announcement(buffer: bytes) -> Optional[Tuple[int, bytes]]:
-    """Split what a ``?`` header got back into ``(position, file data)``.
+def parse_announcement(buffer: bytes) -> Optional[Tuple[Optional[int], bytes]]:
+    """Split what a ``?`` header or a resume proof got back into ``(position,
+    file data)``; the position is None when the server refused the proof.
 
     None while the announcement's newline has not arrived yet; `ProtocolError`
     when the bytes cannot be an announcement.
     """
+    if buffer.startswith(REFUSAL):
+        return None, buffer[len(REFUSAL):]
     end = buffer.find(b"\n", 0, MAX_ANNOUNCEMENT_BYTES)
     if end < 0:
         if len(buffer) >= MAX_ANNOUNCEMENT_BYTES:
@@ -117,7 +156,8 @@ def reconnect_delay(failures: int) -> float:
 
 
 def follow(address: str, offset: int = 0, lines: Optional[int] = None,
-           reconnect: bool = True) -> Iterator[bytes]:
+           reconnect: bool = True, before: bytes = b"",
+           on_replaced: Optional[OnReplaced] = None) -> Iterator[bytes]:
     """Yield the bytes of the file the server at ``address`` streams.
 
     Starts at byte ``offset`` (negative: that many bytes before the end) or,
@@ -129,31 +169,99 @@ def follow(address: str, offset: int = 0, lines: Optional[int] = None,
     the connection and raises OSError on a network error, its ``filename``
     being ``address``.
 
+    When the server's file turns out to be another one (replaced by log
+    rotation, or truncated), the client logs a warning, calls
+    ``on_replaced(notice)`` (a `Replaced`) if given, and yields the new file
+    from its start. ``before`` is what the caller already has of the file just
+    before ``offset`` (a mirror's last bytes): with it the first connection
+    proves its start too.
+
     Raises `BadAddress` for a malformed address when called, before any I/O;
     the iterator raises `ProtocolError` if the server sends a malformed start
     position.
     """
+    return _notices(_stream(address, _target(address, offset, lines), offset, lines, reconnect,
+                            before), on_replaced)
+
+
+def follow_lines(address: str, offset: int = 0, lines: Optional[int] = None,
+                 reconnect: bool = True, before: bytes = b"",
+                 on_replaced: Optional[OnReplaced] = None) -> Iterator[bytes]:
+    """Like `follow`, but yield complete lines, each ending with ``b"\\n"``.
+
+    A line is held back until its newline arrives. Starting at a byte offset
+    in the middle of a line makes the first line a partial one. When the file
+    is replaced, an unfinished last line of the old file is dropped.
+    """
+    chunks = _stream(address, _target(address, offset, lines), offset, lines, reconnect, before)
+    return _notices(split_lines(chunks), on_replaced)
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Regroup byte chunks into lines ending with ``b"\\n"``; a final
+    unterminated piece is never yielded. A `Replaced` notice among the chunks
+    drops the unterminated piece (it belongs to the old file) and is passed on."""
+    partial = []
+    for chunk in chunks:
+        if isinstance(chunk, Replaced):
+            partial = []
+            yield chunk
+            continue
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            partial.append(chunk)
+            continue
+        partial.append(chunk[:end])
+        for line in b"".join(partial).split(b"\n"):
+            yield line + b"\n"
+        partial = [chunk[end + 1:]]
+
+
+def _notices(items: Iterator, on_replaced: Optional[OnReplaced]) -> Iterator[bytes]:
+    """The bytes of ``items``; its `Replaced` notices are logged and handed to
+    ``on_replaced``."""
+    for item in items:
+        if isinstance(item, Replaced):
+            log.warning("file replaced; following the new file (%s no longer has the "
+                        "%d bytes read of the old one)", item.address, item.position)
+            if on_replaced is not None:
+                on_replaced(item)
+        else:
+            yield item
+
+
+def _target(address: str, offset: int, lines: Optional[int]) -> Target:
+    """Check `follow`'s arguments, before any I/O; return where to connect."""
     if lines is not None and offset:
         raise ValueError("give an offset or a line count, not both")
-    target = parse_address(address)
+    return parse_address(address)
+
+
+def _stream(address: str, target: Target, offset: int, lines: Optional[int], reconnect: bool,
+            before: bytes) -> Iterator[Union[bytes, Replaced]]:
+    """`follow`'s generator: the file's bytes, and a `Replaced` notice before
+    the bytes of each new file."""
+    # The absolute position of the next byte (None until the server says it),
+    # and the bytes just before it, for the resume proof.
     position = offset if lines is None and offset >= 0 else None
     first = header(offset, lines, announce=reconnect and position is None)
-    return _stream(address, target, first, position, reconnect)
-
-
-def _stream(address: str, target: Target, first: bytes, position: Optional[int],
-            reconnect: bool) -> Iterator[bytes]:
-    """`follow`'s generator: ``first`` is the header while ``position``, the
-    absolute position of the next byte, is unknown (None)."""
+    tail = before[-PROOF_BYTES:] if position else b""
     failures = 0
+    unanswered = 0  # proofs in a row closed without an answer
+    plain = False   # the server does not know proofs: resume without them
     while True:
+        proof = None if plain or not position else make_proof(tail)
         try:
             with _connect(target) as sock:
-                sock.sendall(first if position is None else header(position))
-                if position is None and reconnect:
-                    position, data = _read_announcement(sock)
-                else:
-                    data = b""
+                sock.sendall(first if position is None else header(position, proof=proof))
+                data = b""
+                if proof is not None or position is None and reconnect:
+                    answer, data = _read_announcement(sock)
+                    unanswered = 0
+                    if answer is None:  # refused: the new file follows, from 0
+                        yield Replaced(address, position)
+                        answer, tail = 0, b""
+                    position = answer
                 while True:
                     data = data or sock.recv(RECV_BYTES)
                     if not data:
@@ -161,9 +269,24 @@ def _stream(address: str, target: Target, first: bytes, position: Optional[int],
                     failures = 0
                     if position is not None:
                         position += len(data)
+                        tail = data[-PROOF_BYTES:] if len(data) >= PROOF_BYTES else \
+                            (tail + data)[-PROOF_BYTES:]
                     yield data
                     data = b""
             why = "closed by the server"
+        except NoAnswer as error:
+            if proof is not None:
+                unanswered += 1
+                plain = unanswered >= PROOF_ATTEMPTS or not reconnect
+                if plain:
+                    log.warning("%s closes connections that prove their resume position "
+                                "(an original tailsrv?): resuming without a proof, so a "
+                                "replaced file is not noticed", address)
+                    continue
+            if not reconnect:
+                error.filename = address
+                raise
+            why = str(error)
         except OSError as error:
             if not reconnect:
                 if error.filename is None:
@@ -176,31 +299,6 @@ def _stream(address: str, target: Target, first: bytes, position: Optional[int],
         failures += 1
         log.warning("connection to %s: %s; reconnecting in %g s", address, why, delay)
         time.sleep(delay)
-
-
-def follow_lines(address: str, offset: int = 0, lines: Optional[int] = None,
-                 reconnect: bool = True) -> Iterator[bytes]:
-    """Like `follow`, but yield complete lines, each ending with ``b"\\n"``.
-
-    A line is held back until its newline arrives. Starting at a byte offset
-    in the middle of a line makes the first line a partial one.
-    """
-    return split_lines(follow(address, offset, lines, reconnect))
-
-
-def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Regroup byte chunks into lines ending with ``b"\\n"``; a final
-    unterminated piece is never yielded."""
-    partial = []
-    for chunk in chunks:
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            partial.append(chunk)
-            continue
-        partial.append(chunk[:end])
-        for line in b"".join(partial).split(b"\n"):
-            yield line + b"\n"
-        partial = [chunk[end + 1:]]
 
 
 def _connect(target: Target) -> socket.socket:
@@ -220,8 +318,9 @@ def _connect(target: Target) -> socket.socket:
     return sock
 
 
-def _read_announcement(sock: socket.socket) -> Tuple[int, bytes]:
-    """Read until the start position is in; return it and the data after it."""
+def _read_announcement(sock: socket.socket) -> Tuple[Optional[int], bytes]:
+    """Read until the start position (or a refusal) is in; return it and the
+    data after it."""
     data = b""
     while True:
         parsed = parse_announcement(data)
@@ -229,6 +328,6 @@ def _read_announcement(sock: socket.socket) -> Tuple[int, bytes]:
             return parsed
         more = sock.recv(RECV_BYTES)
         if not more:
-            raise ConnectionError("closed before announcing the start position "
-                                  "(as a server without the '?' extension does)")
+            raise NoAnswer("closed before announcing the start position (as a server "
+                           "without the '?' and resume proof extensions does)")
         data += more

@@ -28,7 +28,7 @@ import os
 import socket
 import time
 from collections import Counter
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import gevent
 from gevent.pool import Pool
@@ -39,7 +39,9 @@ from .accept import AcceptBackoff
 from .headers import HEADER_READ, Headers, Pending
 from .keepalive import enable_keepalive
 from .lines import end_of_first_lines, start_of_last_lines
-from .protocol import BadHeader, HeaderReader, Request, announcement, byte_position
+from .protocol import (REFUSAL, BadHeader, HeaderReader, Request, announcement, byte_position,
+                       proof_holds, proof_span)
+from .rotation import Retired, Rotation, RotatingWatch
 from .stream import Client, Fanout, Truncated
 from .watch import FileWatch
 
@@ -78,7 +80,9 @@ class TailServer(AcceptBackoff, RawAccept):
     ``listener`` is a bound, listening socket (see `tailsrv.listeners`), an
     address as `gevent.server.StreamServer` takes it, or a list of listening
     sockets served together. The server stops by itself when the file is
-    deleted or moved, unless ``linger`` is true.
+    deleted or moved, unless ``linger`` is true, or ``follow_name``: then new
+    connections get the new file at ``path`` while the clients of the old one
+    finish it (see `tailsrv.rotation`; ``rotation_grace`` is its grace period).
 
     For monitoring (see `tailsrv.metrics`): ``accepted`` counts connections
     accepted, ``rejected`` those turned away by reason, ``connections`` those
@@ -106,6 +110,8 @@ class TailServer(AcceptBackoff, RawAccept):
         linger: bool = False,
         header_timeout: Optional[float] = None,
         max_clients: Optional[int] = None,
+        follow_name: bool = False,
+        rotation_grace: Optional[float] = None,
     ) -> None:
         listeners = listener if isinstance(listener, list) else [listener]
         if not listeners:
@@ -115,8 +121,9 @@ class TailServer(AcceptBackoff, RawAccept):
             self.header_timeout = header_timeout
         if max_clients is not None:
             self.max_clients = max_clients
-        self.watch = FileWatch(path, linger=linger)
+        self.watch = RotatingWatch(path) if follow_name else FileWatch(path, linger=linger)
         self.fanout = Fanout(self.watch, self.client_ended)
+        self.rotation = Rotation(self, rotation_grace) if follow_name else None
         self.headers = Headers(self.header_timeout, self._arrived, self._refused)
         self.siblings = [_Sibling(extra, self) for extra in listeners[1:]]
         self.accepted = 0
@@ -131,6 +138,8 @@ class TailServer(AcceptBackoff, RawAccept):
         """
         self.watch.start()
         self.watch.gone.rawlink(self._file_gone)
+        if self.rotation is not None:
+            self.rotation.start()
         super().start()
         for sibling in self.siblings:
             sibling.start()
@@ -149,6 +158,8 @@ class TailServer(AcceptBackoff, RawAccept):
         for pending in self.headers.close():
             self._closed(pending.fd)
         self.pool.kill(block=True, timeout=self.stop_timeout if timeout is None else timeout)
+        if self.rotation is not None:
+            self.rotation.stop()
         self.fanout.close()
         self.watch.close()
 
@@ -208,22 +219,28 @@ class TailServer(AcceptBackoff, RawAccept):
 
     def handle(self, pending: Pending, request: Request) -> None:
         """A client that must wait before it starts: for a line count to be
-        reached, or for its socket to take the announced position."""
+        reached, or for its socket to take the announced position (or the
+        refusal of its resume proof: then it gets the new file from byte 0)."""
+        fanout, refused = self.fanout, False
         try:
-            start = self.start_position(request)
+            if request.proof is not None:
+                fanout, refused = self.resume(request)
+            start = 0 if refused else self.start_position(request)
             if request.announce:
-                _write_all(pending.fd, announcement(start))
+                _write_all(pending.fd, REFUSAL if refused else announcement(start))
         except OSError as error:
             self._refused(pending, error)
             return
         except BaseException:  # stopped (GreenletExit), or a bug gevent reports
             self._closed(pending.fd)
             raise
-        self._follow(pending, request, start)
+        self._follow(pending, request, start, fanout, refused)
 
-    def _follow(self, pending: Pending, request: Request, start: int) -> None:
-        log.info("%s connected: header %s, starting at byte %d", pending.peer, request, start)
-        self.fanout.join(Client(pending.fd, pending.peer, pending.began, start))
+    def _follow(self, pending: Pending, request: Request, start: int,
+                fanout: Optional[Fanout] = None, refused: bool = False) -> None:
+        log.info("%s connected: header %s, %sstarting at byte %d", pending.peer, request,
+                 "refused (file replaced or truncated), " if refused else "", start)
+        (fanout or self.fanout).join(Client(pending.fd, pending.peer, pending.began, start))
 
     def _refused(self, pending: Pending, error: Exception) -> None:
         """A connection closed before it was a client: a bad header, or gone."""
@@ -253,12 +270,31 @@ class TailServer(AcceptBackoff, RawAccept):
                         client.offset)
         elif isinstance(why, OSError):
             reason = f"client gone ({why.strerror or why})"
+        elif isinstance(why, Retired):
+            reason = str(why)
         else:  # a bug: say so in one line, details at debug level
             reason = f"internal error: {why!r}"
             log.error("%s disconnected: %s", peer, reason)
             log.debug("internal error details", exc_info=why)
         log.info("%s disconnected (%s): sent %d bytes from byte %d in %.3f s",
                  peer, reason, client.sent, client.start, time.monotonic() - client.began)
+
+    def resume(self, request: Request) -> Tuple[Fanout, bool]:
+        """The file a resume proof continues, and False; or, refused (the
+        file was replaced or truncated), the file to start from byte 0, and
+        True. With ``follow_name`` that may be an old file (see `Rotation.resume`)."""
+        if self.resume_holds(request, self.watch):
+            return self.fanout, False
+        if self.rotation is None:
+            return self.fanout, True
+        return self.rotation.resume(request)
+
+    def resume_holds(self, request: Request, watch: FileWatch) -> bool:
+        """Whether the file holds the bytes a resume proof says the client has."""
+        if watch.fd is None:
+            return False  # a proof covers at least a byte: the file was longer
+        start, length = proof_span(request)
+        return proof_holds(request, os.pread(watch.fd, length, start))
 
     def start_position(self, request: Request) -> int:
         """The byte a request starts at; waits while a line count is not there yet."""
@@ -289,12 +325,17 @@ class TailServer(AcceptBackoff, RawAccept):
 
     def bytes_sent(self) -> int:
         """File bytes sent to every client since the start."""
-        return self._sent_by_gone + self.fanout.bytes_sent()
+        return self._sent_by_gone + sum(fanout.bytes_sent() for fanout in self.fanouts())
 
     def slowest_lag(self) -> int:
         """How many bytes the furthest-behind client has yet to receive (0
         when every client is caught up or waiting for bytes yet to come)."""
-        return self.fanout.slowest_lag()
+        return max(fanout.slowest_lag() for fanout in self.fanouts())
+
+    def fanouts(self) -> List[Fanout]:
+        """The files being served: the current one, and the old ones that
+        ``follow_name`` keeps for their clients."""
+        return [self.fanout, *(self.rotation.retiring if self.rotation is not None else ())]
 
 
 class _Sibling(AcceptBackoff, RawAccept):

@@ -10,7 +10,10 @@ standard output, like `tail -f` on a file of another machine. When the
 connection drops, or the server is not there yet, tscat tries again, waiting
 longer after each failed attempt (up to 30 s), and resumes exactly after the
 last byte it printed: nothing is repeated, nothing is lost. Each reconnection
-is reported on standard error.
+is reported on standard error. A resume proves that the server still has the
+file tscat was printing; when it has another one (the file was rotated,
+replaced or truncated), tscat says "file replaced; following the new file" on
+standard error and goes on with the new file from its start.
 
 ADDR is HOST:PORT, [IPV6]:PORT (brackets required), or unix:PATH for a server
 listening on a unix socket.

@@ -25,9 +25,14 @@ to more machines (mirrors of mirrors). FILE is flushed to disk (fsync) when
 tssync exits, not after each chunk: after a crash of the machine FILE may lack
 its last bytes, and the next tssync fetches them again from FILE's length.
 
-FILE must hold the beginning of the served file (or nothing): tssync cannot
-tell when it does not. If the served file becomes shorter than FILE (truncated
-or replaced), the server holds tssync until it is that long again.
+Rotation: FILE never gets a byte of another file. Each resume proves to the
+server that its file still holds FILE's last bytes (up to 4096). When it does
+not (the served file was rotated, replaced or truncated, or FILE holds
+something else), tssync rotates FILE as logrotate does, FILE.1 to FILE.2 and
+so on and FILE to FILE.1, says so on standard error, and mirrors the new file
+into a new FILE from its start. Against a server without resume proofs (the
+original tailsrv) FILE must hold the beginning of the served file (or nothing):
+tssync cannot tell when it does not.
 
 Options:
   --no-reconnect  Exit when the connection ends instead of reconnecting.
@@ -47,12 +52,16 @@ after Ctrl-C.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from typing import List, Optional
 
-from .client import follow, parse_address
+from .client import Replaced, follow, parse_address
+from .protocol import PROOF_BYTES
 from .tool import Args, run
 from .usage import console_script
+
+log = logging.getLogger(__name__)
 
 
 class Locked(OSError):
@@ -67,20 +76,50 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _tssync(args: Args) -> int:
     address, path = args["ADDR"], args["FILE"]
     parse_address(address)  # a bad address is a usage error, before touching FILE
-    fd = open_mirror(path)
+    mirror = Mirror(path)
     try:
-        chunks = follow(address, os.fstat(fd).st_size, reconnect=not args["--no-reconnect"])
+        size = os.fstat(mirror.fd).st_size
+        before = os.pread(mirror.fd, min(size, PROOF_BYTES), size - min(size, PROOF_BYTES))
+        chunks = follow(address, size, reconnect=not args["--no-reconnect"], before=before,
+                        on_replaced=mirror.rotate)
         for chunk in chunks:
-            write_all(fd, chunk)
+            write_all(mirror.fd, chunk)
     finally:
-        os.fsync(fd)
-        os.close(fd)
+        mirror.close()
     return 0
 
 
+class Mirror:
+    """FILE, opened for appending and locked; `rotate` starts a new one."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = open_mirror(path)
+
+    def rotate(self, notice: Replaced) -> None:
+        """Keep what FILE holds of the old file as FILE.1 (older ones move up one
+        number, as logrotate does), and start an empty FILE for the new one."""
+        os.fsync(self.fd)
+        last = 1
+        while os.path.exists(f"{self.path}.{last}"):
+            last += 1
+        for number in range(last, 1, -1):
+            os.rename(f"{self.path}.{number - 1}", f"{self.path}.{number}")
+        os.rename(self.path, f"{self.path}.1")
+        old, self.fd = self.fd, open_mirror(self.path)
+        os.close(old)
+        log.warning("moved %s to %s.1 (%d bytes of the old file); mirroring the new file "
+                    "into %s", self.path, self.path, notice.position, self.path)
+
+    def close(self) -> None:
+        os.fsync(self.fd)
+        os.close(self.fd)
+
+
 def open_mirror(path: str) -> int:
-    """FILE opened for appending and locked; `Locked` if another tssync has it."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """FILE opened for appending (and reading its last bytes) and locked; `Locked`
+    if another tssync has it."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

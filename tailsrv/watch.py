@@ -53,10 +53,15 @@ class FileWatch:
     ``size`` is the current size, ``fd`` the shared descriptor (None until the
     file exists), ``truncations`` counts how often the file shrank, and
     ``gone`` is set when the file was deleted or moved and ``linger`` is off,
-    or when following it failed (then ``error`` says why).
+    or when following it failed (then ``error`` says why). ``unnamed`` is set
+    when the file was deleted or moved and ``linger`` is on: PATH no longer
+    leads to it, and the file is still served.
     Listeners registered with `subscribe` hear of every size change, in the
     event loop's callback for inotify's descriptor: they must not block.
     """
+
+    #: What the log says when the file is gone from PATH and ``linger`` keeps it.
+    lingering = "still serving the open file (--linger-after-file-is-gone)"
 
     def __init__(self, path: str, linger: bool = False) -> None:
         self.path = os.path.abspath(path)
@@ -65,6 +70,7 @@ class FileWatch:
         self.size = 0
         self.truncations = 0
         self.gone = Event()
+        self.unnamed = Event()
         self.error: Optional[OSError] = None
         self._changed = Event()
         self._listeners: List[Listener] = []
@@ -169,9 +175,9 @@ class FileWatch:
                 log.warning("%s was %s; closing every client and exiting", self.path, how)
                 self.gone.set()
                 return
-            log.warning("%s was %s; still serving the open file (--linger-after-file-is-gone)",
-                        self.path, how)
+            log.warning("%s was %s; %s", self.path, how, self.lingering)
             self._lingering = True
+            self.unnamed.set()
         if st.st_size == self.size:
             return
         shrank = st.st_size < self.size

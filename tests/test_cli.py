@@ -27,6 +27,9 @@ def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
     (["-p", "4321", "--header-timeout", "-1", "/tmp/x.log"], "invalid --header-timeout"),
     (["-p", "4321", "--header-timeout", "nan", "/tmp/x.log"], "invalid --header-timeout"),
     (["-p", "4321", "--log-level", "loud", "/tmp/x.log"], "invalid --log-level"),
+    (["-p", "4321", "--rotation-grace", "0", "/tmp/x.log"], "invalid --rotation-grace"),
+    (["-p", "4321", "--follow-name", "--linger-after-file-is-gone", "/tmp/x.log"],
+     "cannot be combined"),
 ])
 def test_bad_usage_exits_2_without_traceback(args, message):
     result = run(*args)
@@ -41,7 +44,8 @@ def test_help():
     result = run("--help")
     assert result.returncode == 0
     for option in ("--port", "--linger-after-file-is-gone", "--journald", "--log-level",
-                   "--header-timeout", "--version", "Exit status"):
+                   "--header-timeout", "--follow-name", "--rotation-grace", "--version",
+                   "Exit status"):
         assert option in result.stdout
 
 

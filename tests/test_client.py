@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import IO_TIMEOUT, append
 from tailsrv import client, keepalive
-from tailsrv.protocol import announcement, byte_position, parse_header
+from tailsrv.protocol import (REFUSAL, announcement, byte_position, digest, make_proof,
+                              parse_header)
 from tailsrv.client import (MAX_RECONNECT_DELAY, RECONNECT_DELAY, BadAddress, ProtocolError,
                             follow, follow_lines, header, parse_address, parse_announcement,
                             reconnect_delay, split_lines)
@@ -70,6 +71,7 @@ def test_parse_announcement():
     assert parse_announcement(b"123") is None
     assert parse_announcement(b"123\n") == (123, b"")
     assert parse_announcement(b"0\nfile data\n") == (0, b"file data\n")
+    assert parse_announcement(REFUSAL) == (None, b"")
     for bad in (b"-5\n", b"12x\n", b"\n", b"1" * 30):
         with pytest.raises(ProtocolError):
             parse_announcement(bad)
@@ -148,8 +150,10 @@ def test_resume_after_the_server_is_killed_mid_stream(tmp_path, start_server):
     while len(received) < len(original):
         received += next(chunks)
     assert received == original
-    resumed_at = int(headers(server)[-1])
-    assert 0 < resumed_at < len(original)  # it did resume in the middle
+    server.wait_log("?#")  # lines go out as the loop's turn ends
+    resumed_at, proof = headers(server)[-1].split("?")
+    assert 0 < int(resumed_at) < len(original)  # it did resume in the middle
+    assert proof == make_proof(original[:int(resumed_at)]).encode().decode()
 
 
 def test_resume_from_the_announced_position_not_the_first_header(logfile, start_server):
@@ -162,7 +166,7 @@ def test_resume_from_the_announced_position_not_the_first_header(logfile, start_
     server.restart()
     assert take(chunks, 4) == b"a\nb\n"
     server.wait_log("connected: header 12")
-    assert headers(server) == ["-1l?", "12"]
+    assert headers(server) == ["-1l?", "12?#6:" + digest(b"world\n").decode()]
 
 
 def headers(server) -> List[str]:
@@ -210,11 +214,61 @@ class ScriptedPeer:
 
 def test_unix_socket_and_the_headers_sent(tmp_path, monkeypatch):
     monkeypatch.setattr(client, "RECONNECT_DELAY", 0.01)
-    peer = ScriptedPeer(tmp_path / "s.sock", [b"7\nabc", b"de", b"f"])
+    peer = ScriptedPeer(tmp_path / "s.sock", [b"7\nabc", b"10\nde", b"12\nf"])
     chunks = follow(f"unix:{tmp_path / 's.sock'}", offset=-3)
     assert take(chunks, 6) == b"abcdef"
     chunks.close()
-    assert peer.headers == [b"-3?\n", b"10\n", b"12\n"]
+    assert peer.headers == [b"-3?\n", b"10#3:%s\n" % digest(b"abc"),
+                            b"12#5:%s\n" % digest(b"abcde")]
+
+
+def test_a_refused_resume_follows_the_new_file_from_its_start(tmp_path, monkeypatch, caplog):
+    """The server's file was replaced between two connections: the client is
+    told, drops the old file's unfinished line, and reads the new one from 0."""
+    monkeypatch.setattr(client, "RECONNECT_DELAY", 0.01)
+    peer = ScriptedPeer(tmp_path / "s.sock", [b"old\nunfin", REFUSAL + b"new\n", b"4\nmore\n"])
+    notices: List[client.Replaced] = []
+    addr = f"unix:{tmp_path / 's.sock'}"
+    lines = follow_lines(addr, on_replaced=notices.append)
+    assert next(lines) == b"old\n"
+    assert next(lines) == b"new\n"  # not b"unfinnew\n"
+    assert next(lines) == b"more\n"
+    lines.close()
+    assert notices == [client.Replaced(addr, 9)]
+    assert peer.headers == [b"0\n", b"9#9:%s\n" % digest(b"old\nunfin"),
+                            b"4#4:%s\n" % digest(b"new\n")]
+    assert "file replaced; following the new file" in caplog.text
+
+
+def test_a_mirror_proves_its_first_resume(tmp_path):
+    """``before`` (what the caller has before ``offset``) makes the first
+    header a proof; after the refusal comes the new file."""
+    peer = ScriptedPeer(tmp_path / "s.sock", [REFUSAL + b"fresh"])
+    notices: List[client.Replaced] = []
+    chunks = follow(f"unix:{tmp_path / 's.sock'}", 5, before=b"xxhello", reconnect=False,
+                    on_replaced=notices.append)
+    assert list(chunks) == [b"fresh"]
+    assert [n.position for n in notices] == [5]
+    assert peer.headers == [b"5#7:%s\n" % digest(b"xxhello")]
+
+
+def test_a_server_without_proofs_is_followed_as_before(tmp_path, monkeypatch, caplog):
+    """An original tailsrv closes a header with a proof at once: after
+    PROOF_ATTEMPTS of those the client resumes with plain headers."""
+    monkeypatch.setattr(client, "RECONNECT_DELAY", 0.01)
+    original = lambda received: b"" if b"#" in received else b"def"  # noqa: E731
+    peer = ScriptedPeer(tmp_path / "s.sock", [b"abc"] + [original] * (client.PROOF_ATTEMPTS + 1))
+    chunks = follow(f"unix:{tmp_path / 's.sock'}")
+    assert take(chunks, 6) == b"abcdef"
+    chunks.close()
+    proof = b"3#3:%s\n" % digest(b"abc")
+    assert peer.headers == [b"0\n"] + [proof] * client.PROOF_ATTEMPTS + [b"3\n"]
+    assert "resuming without a proof" in caplog.text
+    caplog.clear()
+    peer = ScriptedPeer(tmp_path / "t.sock", [b"", b"tail"])  # the same, not reconnecting
+    chunks = follow(f"unix:{tmp_path / 't.sock'}", 3, before=b"abc", reconnect=False)
+    assert list(chunks) == [b"tail"]
+    assert peer.headers == [proof, b"3\n"]
 
 
 def test_no_announcement_asked_when_not_needed(tmp_path):

@@ -10,9 +10,13 @@ import pytest
 from fuzz_header import check_stream
 from hypothesis import given, settings, strategies as st
 
-from tailsrv.protocol import (MAX_HEADER_BYTES, MAX_OFFSET, MIN_OFFSET, BadHeader,
-                              HeaderReader, Request, announcement, byte_position,
-                              parse_header)
+from tailsrv.protocol import (MAX_HEADER_BYTES, MAX_OFFSET, MIN_OFFSET, PROOF_BYTES, REFUSAL,
+                              BadHeader, HeaderReader, Proof, Request, announcement,
+                              byte_position, digest, make_proof, parse_header, proof_holds,
+                              proof_span)
+
+#: The digest of b"world\n", as the protocol documentation's example has it.
+WORLD = b"ea4ec125b82d5527"
 
 
 @pytest.mark.parametrize("header, expected", [
@@ -31,6 +35,10 @@ from tailsrv.protocol import (MAX_HEADER_BYTES, MAX_OFFSET, MIN_OFFSET, BadHeade
     (b" -5? \r", Request(-5, announce=True)),
     (str(MAX_OFFSET).encode(), Request(MAX_OFFSET)),
     (str(MIN_OFFSET).encode(), Request(MIN_OFFSET)),
+    (b"12#6:" + WORLD, Request(12, announce=True, proof=Proof(6, WORLD))),
+    (b" +12?#6:" + WORLD.upper() + b"\r", Request(12, announce=True, proof=Proof(6, WORLD))),
+    (b"5000#4096:" + WORLD, Request(5000, announce=True, proof=Proof(4096, WORLD))),
+    (b"1#1:" + WORLD, Request(1, announce=True, proof=Proof(1, WORLD))),
 ])
 def test_accepts(header, expected):
     assert parse_header(header) == expected
@@ -40,6 +48,11 @@ def test_accepts(header, expected):
     b"", b"   ", b"\r", b"abc", b"1_000", b"\xd9\xa1", "١٢".encode(), b"1.5", b"0x10",
     b"--1", b"+-1", b"- 1", b"1 2", b"l", b"-l", b"10ll", b"1e3", b"?", b"-?", b"5?l", b"5??", b"\x00", b"1\x00",
     str(MAX_OFFSET + 1).encode(), str(MIN_OFFSET - 1).encode(), b"9" * 40,
+    b"#6:" + WORLD, b"12#", b"12#6", b"12#6:", b"12#:" + WORLD, b"12#6:" + WORLD[:-1],
+    b"12#6:" + WORLD + b"0", b"12#6:" + WORLD[:-1] + b"g", b"12#06x:" + WORLD,
+    b"12#-6:" + WORLD, b"5000#4097:" + WORLD, b"5000#10000:" + WORLD, b"12#6:" + WORLD + b"?",
+    b"12 #6:" + WORLD, b"12#6: " + WORLD, b"12#6:#6:" + WORLD, b"12#0:" + WORLD, b"0#0:" + WORLD,
+    b"5#6:" + WORLD, b"-12#6:" + WORLD, b"12l#6:" + WORLD, b"-1#0:" + WORLD,
 ])
 def test_rejects(header):
     with pytest.raises(BadHeader):
@@ -99,7 +112,8 @@ def test_any_bytes_parse_or_reject_cleanly(data):
         request = parse_header(data)
     except BadHeader:
         return
-    text = data.strip(b" \t\r\x0b\x0c").removesuffix(b"?").rstrip(b"lL")
+    text = data.strip(b" \t\r\x0b\x0c").partition(b"#")[0]
+    text = text.removesuffix(b"?").rstrip(b"lL")
     assert int(text) == request.offset
     assert text.lstrip(b"+-").isdigit()
 
@@ -126,11 +140,47 @@ def test_announcement():
     assert announcement(12345) == b"12345\n"
 
 
+def test_digest_is_blake2b_of_8_bytes_in_hex():
+    assert digest(b"world\n") == WORLD
+    # digest_size=8 is a parameter of BLAKE2b, not a truncation of its 64-byte digest
+    assert digest(b"") == b"e4a6a0577479b2b4"
+
+
+@given(st.binary(min_size=1, max_size=3 * PROOF_BYTES))
+def test_a_proof_holds_for_the_same_bytes_only(received):
+    """What a client proves from the bytes it received holds against a file
+    with those bytes, and against no file that is shorter or differs."""
+    proof = make_proof(received)
+    assert proof.length == min(len(received), PROOF_BYTES)
+    position = 1000 + len(received)
+    request = parse_header(b"%d%s" % (position, proof.encode()))
+    start, length = proof_span(request)
+    assert (start, length) == (position - proof.length, proof.length)
+    file = b"x" * 1000 + received + b"more"
+    assert proof_holds(request, file[start:start + length])
+    assert not proof_holds(request, file[start:start + length - 1])  # shorter than position
+    changed = bytearray(file[start:start + length])
+    changed[-1] ^= 1
+    assert not proof_holds(request, bytes(changed))
+    assert make_proof(b"") is None  # nothing received: nothing to prove
+
+
+def test_the_longest_header_with_a_proof_fits():
+    header = b"%d?%s" % (MAX_OFFSET, make_proof(b"x" * PROOF_BYTES).encode())
+    assert len(header) <= MAX_HEADER_BYTES
+    assert HeaderReader().feed(header + b"\n").proof.length == PROOF_BYTES
+
+
+def test_the_refusal_cannot_be_taken_for_an_announcement():
+    assert REFUSAL.endswith(b"\n") and not REFUSAL[:1].isdigit()
+
+
 #: Pieces a header is made of, and pieces that break one, for the fuzz test to
 #: combine: random bytes alone rarely come near the grammar.
 HEADER_PIECES = st.one_of(
     st.sampled_from([b"0", b"7", b"9" * 19, b"-", b"+", b"l", b"L", b"?", b" ", b"\t",
-                     b"\r", b"\x0b", b"\n", b"\x00", b"_", b"\xd9\xa1", b" " * 60]),
+                     b"\r", b"\x0b", b"\n", b"\x00", b"_", b"\xd9\xa1", b" " * 60,
+                     b"#", b":", b"#6:", b"#4096:", WORLD, WORLD[:8]]),
     st.binary(max_size=4))
 
 

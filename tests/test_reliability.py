@@ -18,7 +18,7 @@ from tailsrv.protocol import BadHeader, HeaderReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from soaklib import clients, faults, files, limits, load, report, server  # noqa: E402
+from soaklib import clients, faults, files, limits, load, report, rotation, server  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -103,3 +103,8 @@ def test_kill_and_restart(tmp_path):
 def test_stalled_readers(tmp_path):
     assert not failures(load.stalled_readers(tmp_path, stalled=20, active=3,
                                              total=16 * report.MiB, rate=16e6))
+
+
+def test_rotation(tmp_path):
+    assert not failures(rotation.rotation(tmp_path, rotations=2, clients=3, interval=0.6,
+                                          rate=2e6, grace=0.2))

@@ -75,7 +75,7 @@ def test_reconnects_and_resumes_exactly(start_server, logfile, spawn):
     append(logfile, b"while down\n")
     server.restart()
     assert tscat.stdout.read(11) == b"while down\n"
-    server.wait_log("header 12,")  # it asked for exactly the next byte
+    server.wait_log("header 12?#12:")  # it asked for exactly the next byte, with a proof
     tscat.send_signal(signal.SIGTERM)
     out, err = tscat.communicate(timeout=IO_TIMEOUT)
     assert (tscat.returncode, out) == (0, b"")

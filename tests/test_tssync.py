@@ -44,7 +44,8 @@ def test_resumes_from_the_file_length(tmp_path, start_server, logfile, spawn):
     tssync = spawn(["tssync", f"127.0.0.1:{server.port}", str(mirror)])
     wait_for(size_is(mirror, logfile.stat().st_size))
     assert mirror.read_bytes() == logfile.read_bytes()
-    assert server.log.count("header 6,") == 1 and server.log.count("header 12,") == 1
+    server.wait_log("header 12?#12:")
+    assert server.log.count("header 6?#6:") == 1 and server.log.count("header 12?#12:") == 1
 
 
 def test_a_second_tssync_on_the_same_file_exits_1(tmp_path, start_server, logfile, spawn):

@@ -15,7 +15,7 @@ Every byte a client receives is compared with the file at that offset: the soak
 writes the file itself (random bytes, so a byte from the wrong place cannot
 match by chance) and reads it back with ``pread``.
 
-The cases (`load`, `faults`) are functions taking counts as keyword arguments,
+The cases (`load`, `faults`, `rotation`) are functions taking counts as keyword arguments,
 so that the test suite (tests/test_reliability.py) runs a short version of each.
 Below them: `rig` (a file, a server and a client loop per case), `clients`
 (the epoll loop and its clients), `files` (the file and its writer), `server`

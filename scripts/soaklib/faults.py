@@ -22,7 +22,7 @@ from .rig import FLAT_SLACK, Rig
 RECONNECT = 0.05
 
 
-_GRAMMAR = frozenset(b"0123456789+-lL? \t\r\x0b\x0c\n")
+_GRAMMAR = frozenset(b"0123456789+-lL? \t\r\x0b\x0c\n#:abcdefABCDEF")
 _OUTSIDE = bytes(b for b in range(256) if b not in _GRAMMAR)
 _NOT_NUMBERS = [b"GET / HTTP/1.1\r\n", b"1.5\n", b"0x10\n", b"1_000\n", "\u0661\u0662\n".encode(),
                 b"--1\n", b"10ll\n", b"5??\n", b"1e3\n", b"- 1\n", b"1 2\n", b"l\n", b"?\n"]

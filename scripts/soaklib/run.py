@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional
 from .faults import churn, hostile_headers, kill_and_restart
 from .load import fd_exhaustion, follow_clients, slowloris, stalled_readers
 from .report import MiB, Result, report
+from .rotation import rotation
 from .server import ServerProcess, raise_fd_limit
 
 CASES: Dict[str, Callable[..., Result]] = {
@@ -25,6 +26,7 @@ CASES: Dict[str, Callable[..., Result]] = {
     "churn": churn,
     "kill9": kill_and_restart,
     "stalled": stalled_readers,
+    "rotation": rotation,
 }
 
 #: Counts for --quick: a couple of minutes in all.
@@ -36,6 +38,7 @@ QUICK: Dict[str, dict] = {
     "churn": dict(duration=15.0),
     "kill9": dict(mirrors=5, kills=2, interval=1.5),
     "stalled": dict(stalled=50, active=5, total=64 * MiB),
+    "rotation": dict(rotations=4, clients=6, interval=1.0),
 }
 
 
