@@ -41,7 +41,11 @@ from typing import NamedTuple, Optional, Tuple
 
 # hashlib.blake2b itself, from the module hashlib takes it from: importing
 # hashlib would load OpenSSL, 3.7 MiB more of every server's memory, for nothing.
-from _blake2 import blake2b
+# _blake2 is CPython's own module; another Python gets it through hashlib.
+try:
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - not CPython
+    from hashlib import blake2b
 
 #: Longest header accepted, in bytes before the newline. The longest valid header
 #: is 19 digits, a ``?`` and a proof (42 bytes; without a proof, a sign, 19 digits
