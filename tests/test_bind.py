@@ -50,7 +50,9 @@ def test_unix_only_needs_no_port(tmp_path, logfile):
     proc = subprocess.Popen([script("tailsrv"), "--bind", f"unix:{sock_path}", str(logfile)],
                             stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(sock_path.exists)
+        # The socket file appears at bind(), a moment before listen(): until
+        # then a connect is refused. Wait until the server takes connections.
+        wait_for(lambda: _accepts(sock_path))
         with unix_client(sock_path, b"-6\n") as client:
             assert read_exactly(client, 6) == b"world\n"
         proc.terminate()
@@ -61,6 +63,14 @@ def test_unix_only_needs_no_port(tmp_path, logfile):
         if proc.poll() is None:
             proc.kill()
             proc.wait(IO_TIMEOUT)
+
+
+def _accepts(path) -> bool:
+    try:
+        unix_client(path, b"").close()
+    except (FileNotFoundError, ConnectionRefusedError):
+        return False
+    return True
 
 
 def run(*args) -> subprocess.CompletedProcess:
