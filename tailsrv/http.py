@@ -8,6 +8,10 @@ h11 parses the request; this module decides what it gets (in the spirit of
   ``-100l``, ``25l``; default ``-100l``) but the ``?`` suffix, whose answer is
   the ``Tailsrv-Start`` response header here. The answer is a `Stream`; the
   server resolves it to a byte and sends the file as the body.
+- ``GET /stream?start=N&before=B64``: a resume, as the TCP protocol's resume
+  proof (``N#K:DIGEST``) of the K bytes ``B64`` holds (base64url, padded or
+  not): the server answers from N if the file still holds them there, or else
+  from byte 0 of the file that replaced it.
 - ``GET /`` and the viewer's files: a `Reply` with the page (package data in
   ``tailsrv/static``).
 - Anything else: a `Reply` with the status and a one-line reason.
@@ -25,7 +29,7 @@ from importlib.resources import files
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import parse_qs, urlsplit
 
-from .protocol import BadHeader, Request, parse_header
+from .protocol import PROOF_BYTES, BadHeader, Request, make_proof, parse_header
 
 Headers = List[Tuple[str, str]]
 
@@ -34,6 +38,12 @@ DEFAULT_START = b"-100l"
 
 #: The stream's path.
 STREAM_PATH = "/stream"
+
+#: The characters of base64url (RFC 4648, section 5), the ``before`` parameter's.
+_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+#: Most base64url characters a ``before`` may have: PROOF_BYTES of them encoded.
+_B64_CHARS = -(-PROOF_BYTES * 4 // 3)
 
 #: The one method served.
 ALLOW = "GET"
@@ -107,24 +117,58 @@ def answer(method: bytes, target: bytes, headers: List[Tuple[bytes, bytes]],
     if url.path != STREAM_PATH:
         return pages[url.path]
     try:
-        return Stream(start_request(url.query))
+        request = start_request(url.query)
     except BadHeader as reason:
         return error(400, f"bad start: {reason}")
+    try:
+        return Stream(with_proof(request, url.query))
+    except BadHeader as reason:
+        return error(400, f"bad before: {reason}")
 
 
 def start_request(query: str) -> Request:
     """The ``start`` parameter of a stream's query string as a `Request`;
     BadHeader when it is not one the TCP protocol takes."""
-    values = parse_qs(query, keep_blank_values=True).get("start")
-    if values is None:
+    value = _parameter(query, "start")
+    if value is None:
         return parse_header(DEFAULT_START)
-    if len(values) > 1:
-        raise BadHeader("start given more than once")
-    value = values[0].encode("utf-8")
     if value.rstrip().endswith(b"?"):
         raise BadHeader("no '?' here: the Tailsrv-Start response header says where the "
                         "stream starts")
     return parse_header(value)
+
+
+def with_proof(request: Request, query: str) -> Request:
+    """``request`` with the resume proof of the query string's ``before``, the
+    last bytes the client received, base64url-encoded (padding optional);
+    ``request`` itself when there is no ``before``. BadHeader when the value is
+    not 1 to `PROOF_BYTES` bytes of base64url, or ``start`` is not a byte
+    position at least that large."""
+    value = _parameter(query, "before")
+    if value is None:
+        return request
+    text = value.rstrip(b"=")
+    if len(text) > _B64_CHARS or not _B64URL.issuperset(text) or len(text) % 4 == 1:
+        raise BadHeader(f"expected 1 to {PROOF_BYTES} bytes in base64url")
+    before = base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
+    proof = make_proof(before)
+    if proof is None:
+        raise BadHeader(f"expected 1 to {PROOF_BYTES} bytes in base64url")
+    if request.lines or request.offset < proof.length:
+        raise BadHeader("a resume needs a byte start at least as large as the bytes "
+                        "before it")
+    return request._replace(announce=True, proof=proof)
+
+
+def _parameter(query: str, name: str) -> Optional[bytes]:
+    """The query string's one ``name`` value, None without one; BadHeader
+    when it is given more than once."""
+    values = parse_qs(query, keep_blank_values=True).get(name)
+    if values is None:
+        return None
+    if len(values) > 1:
+        raise BadHeader(f"{name} given more than once")
+    return values[0].encode("utf-8")
 
 
 def authorized(headers: List[Tuple[bytes, bytes]], credentials: bytes) -> bool:

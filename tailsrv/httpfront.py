@@ -139,19 +139,21 @@ class HttpFront(AcceptBackoff, RawAccept):
                 stream: Stream) -> None:
         """Resolve the start, send the response head, then hand the socket to
         the fanout for good."""
-        owner = self.owner
-        start = owner.start_position(stream.request)
+        fanout, start, refused = self.owner.place(stream.request)
+        watch = fanout.watch
         head = conn.send(h11.Response(status_code=200, reason="OK", headers=[
             ("Content-Type", TEXT),
             ("Cache-Control", "no-store"),
             ("Tailsrv-Start", str(start)),
-            ("Tailsrv-Size", str(owner.watch.size)),
-            ("Tailsrv-Name", quote(owner.watch.path.rpartition("/")[2])),
+            ("Tailsrv-Size", str(watch.size)),
+            ("Tailsrv-Name", quote(watch.path.rpartition("/")[2])),
+            *([("Tailsrv-Replaced", "1")] if refused else []),
             *SECURITY_HEADERS,
         ]))
-        log.info("%s: 200, starting at byte %d", what, start)
+        log.info("%s: 200, %sstarting at byte %d", what,
+                 "resume refused (file replaced or truncated), " if refused else "", start)
         sock.sendall(head)
         chunked = b"transfer-encoding: chunked" in head.lower()
         fd = sock.detach()
-        owner.fanout.join(ChunkedClient(fd, what, began, start, conn) if chunked
-                          else Client(fd, what, began, start))
+        fanout.join(ChunkedClient(fd, what, began, start, conn) if chunked
+                    else Client(fd, what, began, start))

@@ -221,11 +221,8 @@ class TailServer(AcceptBackoff, RawAccept):
         """A client that must wait before it starts: for a line count to be
         reached, or for its socket to take the announced position (or the
         refusal of its resume proof: then it gets the new file from byte 0)."""
-        fanout, refused = self.fanout, False
         try:
-            if request.proof is not None:
-                fanout, refused = self.resume(request)
-            start = 0 if refused else self.start_position(request)
+            fanout, start, refused = self.place(request)
             if request.announce:
                 _write_all(pending.fd, REFUSAL if refused else announcement(start))
         except OSError as error:
@@ -288,6 +285,15 @@ class TailServer(AcceptBackoff, RawAccept):
         if self.rotation is None:
             return self.fanout, True
         return self.rotation.resume(request)
+
+    def place(self, request: Request) -> Tuple[Fanout, int, bool]:
+        """Where a client starts: the file, the byte, and whether its resume
+        proof was refused (then the byte is 0 of the file that replaced its own).
+        Waits while a line count is not there yet."""
+        if request.proof is None:
+            return self.fanout, self.start_position(request), False
+        fanout, refused = self.resume(request)
+        return fanout, 0 if refused else self.start_position(request), refused
 
     def resume_holds(self, request: Request, watch: FileWatch) -> bool:
         """Whether the file holds the bytes a resume proof says the client has."""

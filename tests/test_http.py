@@ -146,6 +146,8 @@ def test_page_files_on_one_kept_alive_connection(web):
     ("/stream?start=-10l%3F", "GET", 400, b"bad start: no '?' here"),
     ("/stream?start=1&start=2", "GET", 400, b"bad start: start given more than once"),
     ("/stream?start=99999999999999999999", "GET", 400, b"bad start: offset out of range"),
+    ("/stream?start=4&before=not*base64", "GET", 400, b"bad before: expected 1 to 4096"),
+    ("/stream?start=2&before=dHdv", "GET", 400, b"bad before: a resume needs a byte start"),
     ("/nope", "GET", 404, b"not found"),
     ("/stream", "POST", 405, b"method not allowed"),
     ("/", "DELETE", 405, b"method not allowed"),
@@ -159,6 +161,50 @@ def test_errors(web, target, method, status, reason):
     assert body.startswith(reason) and body.endswith(b"\n") and body.count(b"\n") == 1
     if status == 405:
         assert header(response, "Allow") == "GET"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("position, proof_bytes", [(len(CONTENT), 7), (8, 8), (19, 19)])
+def test_resume_with_the_bytes_before_continues(web, logfile, position, proof_bytes):
+    _, port = web()
+    client = Client(port)
+    before = CONTENT[position - proof_bytes:position]
+    response = client.get(f"/stream?start={position}&before={b64url(before)}")
+    assert response.status_code == 200
+    assert header(response, "Tailsrv-Start") == str(position)
+    assert not [k for k, _ in response.headers if k == b"tailsrv-replaced"]
+    assert client.body(len(CONTENT) - position) == CONTENT[position:]
+    append(logfile, b"five\n")
+    assert client.body(5) == b"five\n"
+
+
+@pytest.mark.parametrize("follow_name", [False, True], ids=["restarted", "follow-name"])
+def test_resume_into_a_replaced_file_gets_the_new_file_from_0(web, logfile, follow_name):
+    """The client had the whole old file; the file is replaced by a new, longer
+    one (the server restarted on it, or following the name and done with the
+    old file): bytes from N on are the new file's, so it gets that from 0."""
+    server, port = web(*(["--follow-name", "--rotation-grace", "0.2"] if follow_name else []))
+    client = Client(port)
+    assert client.get("/stream?start=0").status_code == 200
+    assert client.body(len(CONTENT)) == CONTENT
+    logfile.rename(logfile.with_name("app.log.1"))
+    new = b"".join(b"new line %d\n" % i for i in range(10))
+    logfile.write_bytes(new)
+    if follow_name:
+        server.wait_log(f"sent all {len(CONTENT)} bytes of the old one")  # retired
+    else:
+        server.restart()
+    again = Client(port)
+    response = again.get(f"/stream?start={len(CONTENT)}&before={b64url(CONTENT)}")
+    assert response.status_code == 200
+    assert header(response, "Tailsrv-Replaced") == "1"
+    assert header(response, "Tailsrv-Start") == "0"
+    assert header(response, "Tailsrv-Size") == str(len(new))
+    assert again.body(len(new)) == new
+    server.wait_log("resume refused (file replaced or truncated), starting at byte 0")
 
 
 def test_http10_client_gets_the_raw_bytes_until_close(web, logfile):

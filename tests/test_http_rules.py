@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from tailsrv.http import Reply, Stream, answer, authorized, load_credentials, load_pages
-from tailsrv.protocol import Request
+from tailsrv.protocol import Request, make_proof, parse_header
 
 PAGES = load_pages()
 
@@ -66,3 +66,32 @@ def test_credentials_file(tmp_path):
         path.write_bytes(bad)
         with pytest.raises(ValueError):
             load_credentials(str(path))
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("before", [b"\xff\xfe>", b"ab", b"x" * 4096], ids=["3", "2", "4096"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_before_is_the_tcp_resume_proof(before, padded):
+    value = base64.urlsafe_b64encode(before).decode() if padded else b64url(before)
+    assert ask(f"/stream?start=5000&before={value}".encode()) == Stream(
+        parse_header(b"5000" + make_proof(before).encode()))
+
+
+@pytest.mark.parametrize("query, reason", [
+    ("start=5&before=", b"bad before: expected 1 to 4096 bytes"),
+    ("start=5&before=a", b"bad before: expected 1 to 4096 bytes"),
+    ("start=5&before=YW%2Bj", b"bad before: expected 1 to 4096 bytes"),
+    (f"start=9999&before={b64url(b'x' * 4097)}", b"bad before: expected 1 to 4096 bytes"),
+    ("start=2&before=YWJj", b"bad before: a resume needs a byte start"),
+    ("start=5l&before=YWJj", b"bad before: a resume needs a byte start"),
+    ("start=-5&before=YWJj", b"bad before: a resume needs a byte start"),
+    ("before=YWJj", b"bad before: a resume needs a byte start"),
+    ("start=5&before=YQ&before=YQ", b"bad before: before given more than once"),
+])
+def test_bad_before(query, reason):
+    reply = ask(f"/stream?{query}".encode())
+    assert reply.status == 400 and reply.body.startswith(reason)
+    assert reply.body.count(b"\n") == 1

@@ -176,6 +176,28 @@ def test_server_restarted_page_resumes_exactly(viewer, logfile):
     assert page.inner_text("#status") == "live"
 
 
+def test_replaced_by_a_longer_file_is_said_then_followed(viewer, logfile):
+    """Killed server, file replaced by a longer one, server back on the same
+    port: the page's resume proof fails, so it notes the replacement and shows
+    the new file from its first line, never its bytes as the old file's."""
+    old = "".join(f"old {i}\n" for i in range(50))
+    logfile.write_text(old)
+    page, server = viewer()
+    received(page, logfile)
+    server.kill()
+    page.wait_for_function("() => document.getElementById('status').classList.contains('bad')")
+    logfile.rename(logfile.with_name("app.log.1"))
+    new = "".join(f"new {i}\n" for i in range(80))
+    logfile.write_text(new)
+    server.restart()
+    received(page, logfile)
+    assert page.inner_text("#log .note") == "file replaced; following the new file"
+    texts = page.eval_on_selector_all("#log > div", "rows => rows.map(r => r.textContent)")
+    assert texts == [*old.splitlines(), "file replaced; following the new file",
+                     *new.splitlines()]
+    assert page.inner_text("#status") == "live"
+
+
 def test_truncated_file_is_said_and_shown_again(viewer, logfile):
     logfile.write_text("".join(f"old {i}\n" for i in range(50)))
     page, _ = viewer()

@@ -2,8 +2,11 @@
 //
 // It keeps the absolute byte position of what it has received (Tailsrv-Start
 // plus the bytes since), so after a dropped connection it asks for exactly the
-// next byte: nothing lost, nothing repeated. Log text only ever becomes text
-// nodes, never markup. Page URL options: ?lines=N (lines to open with, 1000),
+// next byte: nothing lost, nothing repeated. It proves that the file is still
+// the one it was reading with the last bytes it received (before=, as the TCP
+// resume proof); when the server says the file was replaced (Tailsrv-Replaced),
+// it notes so and follows the new file from its start, as tail -F. Log text
+// only ever becomes text nodes, never markup. Page URL options: ?lines=N (lines to open with, 1000),
 // ?max=N (lines kept, 10000).
 'use strict';
 
@@ -17,6 +20,8 @@
   const MAX_LINES = option('max', 10000);
   const RETRY_FIRST_MS = 500;
   const RETRY_MAX_MS = 10000;
+  const PROOF_BYTES = 4096; // the most a resume proof covers (docs/rotation.md)
+  const REPLACED = 'file replaced; following the new file';
 
   const $ = (id) => document.getElementById(id);
   const log = $('log');
@@ -29,6 +34,7 @@
   let position = null; // absolute byte of the next byte to receive; null: from the last lines
   let decoder = new TextDecoder('utf-8');
   let pending = ''; // text after the last newline: a line not complete yet
+  let recent = new Uint8Array(0); // the last bytes received (up to PROOF_BYTES), before position
   let pendingRow = null;
   const entries = []; // the last MAX_LINES lines (strings) and notes ({note})
   let paused = false;
@@ -281,7 +287,34 @@
     statusText.classList.toggle('bad', bad);
   }
 
+  function remember(bytes) {
+    if (bytes.length >= PROOF_BYTES) { recent = bytes.slice(bytes.length - PROOF_BYTES); return; }
+    const keep = Math.min(recent.length, PROOF_BYTES - bytes.length);
+    const next = new Uint8Array(keep + bytes.length);
+    next.set(recent.subarray(recent.length - keep));
+    next.set(bytes, keep);
+    recent = next;
+  }
+
+  // The bytes as base64url without padding, for the before= parameter.
+  function base64url(bytes) {
+    let binary = '';
+    for (const byte of bytes) binary += String.fromCharCode(byte);
+    return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
+  // A new file from its start: the old one's unfinished line ends here, then the note.
+  function replaced() {
+    const rest = pending + decoder.decode();
+    decoder = new TextDecoder('utf-8');
+    pending = '';
+    recent = new Uint8Array(0);
+    add([...(rest ? [rest.endsWith('\r') ? rest.slice(0, -1) : rest] : []), {note: REPLACED}]);
+    showPending();
+  }
+
   function receive(bytes) {
+    remember(bytes);
     position += bytes.length;
     log.dataset.position = position; // where a reconnect resumes (read by the tests)
     const parts = (pending + decoder.decode(bytes, {stream: true})).split('\n');
@@ -292,8 +325,11 @@
 
   // Follows the stream until the server ends it in order (or throws).
   async function follow() {
+    // Nothing received yet, so nothing shown and nothing to prove: start afresh.
+    if (position && !recent.length) position = null;
     const start = position === null ? `-${INITIAL_LINES}l` : String(position);
-    const response = await fetch(`stream?start=${encodeURIComponent(start)}`, {cache: 'no-store'});
+    const before = position ? `&before=${base64url(recent)}` : '';
+    const response = await fetch(`stream?start=${encodeURIComponent(start)}${before}`, {cache: 'no-store'});
     if (!response.ok) throw new Error(`${response.status}: ${(await response.text()).trim()}`);
     const size = Number(response.headers.get('Tailsrv-Size'));
     name = decodeURIComponent(response.headers.get('Tailsrv-Name') || 'tailsrv');
@@ -306,8 +342,13 @@
       position = null;
       decoder = new TextDecoder('utf-8');
       pending = '';
+      recent = new Uint8Array(0);
       showPending();
       return follow();
+    }
+    if (response.headers.get('Tailsrv-Replaced') === '1') {
+      replaced();
+      position = null;
     }
     if (position === null) position = Number(response.headers.get('Tailsrv-Start'));
     log.dataset.position = position;
