@@ -24,6 +24,7 @@ from typing import Optional
 
 import h11
 
+from .rotation import Retired
 from .stream import Client, Truncated
 
 #: What closes a chunk's data.
@@ -64,10 +65,10 @@ class ChunkedClient(Client):
 
     def closing(self, why: Optional[BaseException]) -> None:
         """End the body with h11's last chunk when the server ends it (file
-        truncated, server stopping) and that can go now: not in the middle of
+        truncated, server stopping, an old rotated file done) and that can go now: not in the middle of
         a chunk, and not by waiting on a peer that reads no more."""
         try:
-            if (why is None or isinstance(why, Truncated)) and self.offset == self._chunk_end:
+            if (why is None or isinstance(why, (Truncated, Retired))) and self.offset == self._chunk_end:
                 self._owed += self.conn.send(h11.EndOfMessage())
                 self._flush()
         except OSError:

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 #: well under 2 KiB; a proxy adds a few headers; h11's default is 16 KiB.
 MAX_REQUEST_HEAD = 8 * 1024
 
+#: Most characters of a request target a log line shows: a resuming viewer's
+#: ``before=`` carries up to 4096 bytes of the file, in base64.
+LOGGED_TARGET = 120
+
 #: Bytes asked of the socket per read of a request: most requests in one read,
 #: and small next to MAX_REQUEST_HEAD, which h11 checks between reads.
 REQUEST_READ = 1024
@@ -73,7 +77,7 @@ class HttpFront(AcceptBackoff, RawAccept):
                     return
                 reply = answer(request.method, request.target, request.headers,
                                self.pages, self.credentials)
-                what = f"{peer} {request.method.decode()} {request.target.decode()}"
+                what = f"{peer} {request.method.decode()} {_shown(request.target)}"
                 if isinstance(reply, Stream):
                     self._stream(conn, sock, what, began, reply)
                     streaming = True
@@ -157,3 +161,11 @@ class HttpFront(AcceptBackoff, RawAccept):
         fd = sock.detach()
         fanout.join(ChunkedClient(fd, what, began, start, conn) if chunked
                     else Client(fd, what, began, start))
+
+
+def _shown(target: bytes) -> str:
+    """A request target as a log line shows it: cut at `LOGGED_TARGET`."""
+    text = target.decode("ascii", "replace")
+    if len(text) > LOGGED_TARGET:
+        return f"{text[:LOGGED_TARGET]}... ({len(text)} characters)"
+    return text

@@ -195,6 +195,7 @@ def test_resume_into_a_replaced_file_gets_the_new_file_from_0(web, logfile, foll
     logfile.write_bytes(new)
     if follow_name:
         server.wait_log(f"sent all {len(CONTENT)} bytes of the old one")  # retired
+        assert client.ended()  # done with the old file: the body ends in order
     else:
         server.restart()
     again = Client(port)
@@ -371,3 +372,15 @@ def test_garbage_request_gets_400(web):
     while chunk := sock.recv(4096):
         data += chunk
     assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+def test_a_long_request_target_is_cut_in_the_log():
+    """A resuming viewer's target carries up to 4096 file bytes in base64: the
+    log line shows its start and its length, not the file's bytes."""
+    from tailsrv.httpfront import LOGGED_TARGET, _shown
+    target = b"/stream?start=9000&before=" + b"QUFB" * 1365
+    shown = _shown(target)
+    assert shown.startswith("/stream?start=9000&before=QUFB")
+    assert shown.endswith(f"... ({len(target)} characters)")
+    assert len(shown) < LOGGED_TARGET + 30
+    assert _shown(b"/stream?start=-10l") == "/stream?start=-10l"
