@@ -49,6 +49,7 @@ CHECK = 0.25
 #: attempt is 0.25 s after the close; later ones wait up to 30 s).
 KEEP = 10.0
 
+
 class Retired(Exception):
     """The client read the whole of a file that PATH no longer names."""
 
