@@ -48,16 +48,18 @@ def run(doc: str, argv: Optional[List[str]], body: Callable[[Args], int]) -> int
     logging.getLogger("tailsrv").addHandler(handler)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return body(args)
-    except (UsageError, BadAddress) as error:
-        print(f"{name}: {error}\n{usage_section(doc)}", file=sys.stderr)
-        return 2
-    except (OSError, ProtocolError) as error:
-        print(f"{name}: {describe(error)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return INTERRUPTED
-    except Terminated:
+        try:
+            return body(args)
+        except (UsageError, BadAddress) as error:
+            print(f"{name}: {error}\n{usage_section(doc)}", file=sys.stderr)
+            return 2
+        except (OSError, ProtocolError) as error:
+            print(f"{name}: {describe(error)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return INTERRUPTED
+    except Terminated:  # also while another ending was being handled
+        previous = signal.SIG_IGN  # ending: a later SIGTERM must not kill it (status 0)
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -82,4 +84,7 @@ def describe(error: BaseException) -> str:
 
 
 def _terminate(signum, frame) -> None:
+    """SIGTERM: end the script, once. More SIGTERMs while it ends (a supervisor
+    that repeats itself) are ignored rather than raised in the middle of that."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()

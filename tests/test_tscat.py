@@ -101,3 +101,19 @@ def test_ctrl_c_exits_130_without_a_traceback(start_server, logfile, spawn):
     tscat.send_signal(signal.SIGINT)
     assert tscat.wait(IO_TIMEOUT) == 130
     assert tscat.stderr.read() == b""
+
+
+def test_a_burst_of_sigterms_ends_it_quietly(tmp_path, start_server, spawn):
+    """A supervisor may send SIGTERM more than once (timeout, systemd, a
+    script in a loop): a second one arriving while tscat ends is no traceback."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"hello\n")
+    server = start_server(path)
+    for _ in range(5):
+        tscat = spawn(["tscat", f"127.0.0.1:{server.port}"])
+        assert tscat.stdout.read(6) == b"hello\n"
+        for _ in range(20):
+            tscat.send_signal(signal.SIGTERM)
+        out, err = tscat.communicate(timeout=IO_TIMEOUT)
+        assert (tscat.returncode, out) == (0, b""), err
+        assert b"Traceback" not in err
