@@ -144,7 +144,7 @@ class Fanout:
 
     def bytes_sent(self) -> int:
         """File bytes sent so far to the clients connected now."""
-        return sum(client.offset - client.start for client in self.clients.values())
+        return sum(client.sent for client in self.clients.values())
 
     def slowest_lag(self) -> int:
         """Bytes the furthest-behind client has yet to receive (0 when none is behind)."""

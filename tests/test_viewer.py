@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import append, free_port, wait_for
+from conftest import append, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: Flags for a headless browser that reaches nothing but loopback.
