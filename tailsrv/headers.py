@@ -56,7 +56,13 @@ class Headers:
         self._watcher = self._loop.io(self._sockets.fileno(), 1, ref=False)
         self._watcher.start(self._on_ready)
 
-    def add(self, pending: Pending) -> None:
+    def take(self, pending: Pending) -> None:
+        """A new connection: its header read at once if it came with it (as
+        it mostly does), else when it comes, within the timeout."""
+        if not self._read(pending):
+            self._wait(pending)
+
+    def _wait(self, pending: Pending) -> None:
         self._pending[pending.fd] = pending
         self._sockets.register(pending.fd, _EPOLLIN)
         pending.timer = self._loop.timer(self.timeout)
@@ -80,17 +86,27 @@ class Headers:
     def _on_ready(self) -> None:
         for fd, _ in self._sockets.poll(0):
             pending = self._pending.get(fd)
-            if pending is None:
-                continue
-            try:
-                request = pending.reader.feed(os.read(fd, HEADER_READ))
-            except BlockingIOError:
-                continue
-            except (BadHeader, OSError) as error:
-                self._failed(self._forget(fd), error)
-                continue
-            if request is not None:
-                self._arrived(self._forget(fd), request)
+            if pending is not None:
+                self._read(pending)
+
+    def _read(self, pending: Pending) -> bool:
+        """Read what the connection sent; True once it is settled (its header
+        arrived, or failed) and handed on, no longer waiting here."""
+        try:
+            request = pending.reader.feed(os.read(pending.fd, HEADER_READ))
+        except BlockingIOError:
+            return False
+        except (BadHeader, OSError) as error:
+            self._failed(self._settle(pending), error)
+            return True
+        if request is None:
+            return False
+        self._arrived(self._settle(pending), request)
+        return True
+
+    def _settle(self, pending: Pending) -> Pending:
+        """The connection, no longer waiting here (if it was)."""
+        return self._forget(pending.fd) if pending.fd in self._pending else pending
 
     def _late(self, pending: Pending) -> None:
         self._failed(self._forget(pending.fd),

@@ -36,7 +36,7 @@ from gevent.server import StreamServer
 from gevent.socket import wait_write
 
 from .accept import AcceptBackoff
-from .headers import HEADER_READ, Headers, Pending
+from .headers import Headers, Pending
 from .keepalive import enable_keepalive
 from .lines import end_of_first_lines, start_of_last_lines
 from .protocol import (REFUSAL, BadHeader, HeaderReader, Request, announcement, byte_position,
@@ -173,18 +173,7 @@ class TailServer(AcceptBackoff, RawAccept):
         peer = self.admit(fd, address)
         if peer is None:
             return
-        pending = Pending(fd, peer, time.monotonic(), HeaderReader())
-        try:
-            request = pending.reader.feed(os.read(fd, HEADER_READ))
-        except BlockingIOError:
-            request = None
-        except (BadHeader, OSError) as error:
-            self._refused(pending, error)
-            return
-        if request is None:
-            self.headers.add(pending)
-        else:
-            self._arrived(pending, request)
+        self.headers.take(Pending(fd, peer, time.monotonic(), HeaderReader()))
 
     def admit(self, fd: int, address) -> Optional[str]:
         """Count a new connection (on any listener, HTTP ones included) in
