@@ -25,18 +25,24 @@ from inotify_simple import INotify, flags, parse_events
 
 log = logging.getLogger(__name__)
 
-#: Growth shows up as MODIFY; deletion as ATTRIB with a link count of 0 (DELETE_SELF
-#: never fires while we hold the file open); a rename as MOVE_SELF.
-FILE_EVENTS = flags.MODIFY | flags.ATTRIB | flags.MOVE_SELF | flags.DELETE_SELF
+#: Growth shows up as MODIFY. These events get an inotify descriptor of their
+#: own, whose reads are never parsed: it only says "read the size again" (the
+#: kernel merges a MODIFY into an identical one still queued, so its queue holds
+#: one event). The append path is then one read into a buffer kept for it, no
+#: parsing and no objects (bench lat1, see docs/performance.md).
+GROWTH_EVENTS = flags.MODIFY
+#: What else can happen to the open file, parsed when it happens: deletion shows
+#: as ATTRIB with a link count of 0 (DELETE_SELF never fires while we hold the
+#: file open); a rename as MOVE_SELF.
+FATE_EVENTS = flags.ATTRIB | flags.MOVE_SELF | flags.DELETE_SELF
 #: A missing file can appear by creation or by being renamed into place.
 DIR_EVENTS = flags.CREATE | flags.MOVED_TO
-#: Tested per append: an int, not an enum lookup.
+#: Tested in a loop over events: an int, not an enum lookup.
 MOVE_SELF = int(flags.MOVE_SELF)
 
 #: Bytes asked of inotify per read: room for thousands of events, so one read
 #: drains a burst (the kernel hands out whole events; any rest stays queued and
-#: wakes us again), with no FIONREAD ioctl first (as ``INotify.read`` makes):
-#: one syscall less per append.
+#: wakes us again), with no FIONREAD ioctl first (as ``INotify.read`` makes).
 INOTIFY_READ = 64 * 1024
 
 #: Called with the new size and whether the file shrank.
@@ -74,9 +80,11 @@ class FileWatch:
         self.error: Optional[OSError] = None
         self._changed = Event()
         self._listeners: List[Listener] = []
-        self._inotify: Optional[INotify] = None
+        self._growth: Optional[INotify] = None
+        self._fate: Optional[INotify] = None
+        self._drain = [bytearray(INOTIFY_READ)]
         self._dir_watch: Optional[int] = None
-        self._watcher = None
+        self._watchers: List = []
         self._lingering = False
 
     def subscribe(self, listener: Listener) -> None:
@@ -88,25 +96,27 @@ class FileWatch:
         Raises OSError (with a readable message) when the parent directory
         is missing or PATH is not a regular file.
         """
-        self._inotify = INotify(nonblocking=True)
+        self._growth = INotify(nonblocking=True)
+        self._fate = INotify(nonblocking=True)
         directory = os.path.dirname(self.path)
         try:
-            self._dir_watch = self._inotify.add_watch(directory, DIR_EVENTS)
+            self._dir_watch = self._fate.add_watch(directory, DIR_EVENTS)
         except OSError as error:
-            self._inotify.close()
+            self._close_inotify()
             raise OSError(error.errno, f"cannot watch {directory}: {error.strerror}") from None
         if not self._open():
             log.info("%s does not exist yet; waiting for it to appear", self.path)
-        # A persistent watcher whose callback runs the listeners in the hub:
-        # no greenlet switch between inotify's wake and the clients' sendfile
-        # (bench lat1, see docs/performance.md).
-        self._watcher = gevent.get_hub().loop.io(self._inotify.fd, 1)
-        self._watcher.start(self._on_events)
+        # Persistent watchers whose callbacks run in the hub: no greenlet switch
+        # between inotify's wake and the clients' sendfile (bench lat1).
+        loop = gevent.get_hub().loop
+        for inotify, callback in ((self._growth, self._on_growth), (self._fate, self._on_fate)):
+            watcher = loop.io(inotify.fd, 1)
+            watcher.start(callback)
+            self._watchers.append(watcher)
 
     def close(self) -> None:
         self._stop_watching()
-        if self._inotify is not None:
-            self._inotify.close()
+        self._close_inotify()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -127,45 +137,65 @@ class FileWatch:
             os.close(fd)
             raise NotARegularFile(f"{self.path} is not a regular file")
         self.fd = fd
-        self._inotify.add_watch(f"/proc/self/fd/{fd}", FILE_EVENTS)
-        self._inotify.rm_watch(self._dir_watch)
+        self._growth.add_watch(f"/proc/self/fd/{fd}", GROWTH_EVENTS)
+        self._fate.add_watch(f"/proc/self/fd/{fd}", FATE_EVENTS)
+        self._fate.rm_watch(self._dir_watch)
         self._dir_watch = None
         log.info("following %s", self.path)
         self._refresh(moved=False)
         return True
 
+    def _close_inotify(self) -> None:
+        for inotify in (self._growth, self._fate):
+            if inotify is not None:
+                inotify.close()
+
     def _stop_watching(self) -> None:
-        if self._watcher is not None:
-            self._watcher.stop()
-            self._watcher.close()
-            self._watcher = None
+        for watcher in self._watchers:
+            watcher.stop()
+            watcher.close()
+        self._watchers.clear()
 
-    def _on_events(self) -> None:
+    def _on_growth(self) -> None:
+        """The file was written to: drain the news, read the size again."""
         try:
-            self._follow()
-        except OSError as error:
-            log.error("stopped following %s: %s", self.path, error)
-            self.error = error
-            self._stop_watching()
-            self.gone.set()
-
-    def _follow(self) -> None:
-        """Read the events there are, then learn what they mean."""
-        try:
-            events = parse_events(os.read(self._inotify.fd, INOTIFY_READ))
+            os.readv(self._growth.fd, self._drain)
+            self._refresh(moved=False)
         except BlockingIOError:  # woken for nothing
-            return
-        if self.fd is None:
-            name = os.path.basename(self.path)
-            if any(e.name == name or e.mask & flags.Q_OVERFLOW for e in events):
-                try:
-                    self._open()
-                except NotARegularFile as error:
-                    log.error("%s; still waiting for a regular file", error)
-            return
-        self._refresh(moved=any(e.mask & MOVE_SELF for e in events))
-        if self.gone.is_set():
-            self._stop_watching()
+            pass
+        except OSError as error:
+            self._failed(error)
+
+    def _on_fate(self) -> None:
+        """The file was deleted, moved or had its attributes changed, or
+        (while it is missing) something appeared in its directory."""
+        try:
+            events = parse_events(os.read(self._fate.fd, INOTIFY_READ))
+            if self.fd is None:
+                self._appeared(events)
+            else:
+                self._refresh(moved=any(event.mask & MOVE_SELF for event in events))
+        except BlockingIOError:  # woken for nothing
+            pass
+        except OSError as error:
+            self._failed(error)
+
+    def _appeared(self, events) -> None:
+        name = os.path.basename(self.path)
+        if any(e.name == name or e.mask & flags.Q_OVERFLOW for e in events):
+            try:
+                self._open()
+            except NotARegularFile as error:
+                log.error("%s; still waiting for a regular file", error)
+
+    def _failed(self, error: OSError) -> None:
+        log.error("stopped following %s: %s", self.path, error)
+        self.error = error
+        self._gone()
+
+    def _gone(self) -> None:
+        self._stop_watching()
+        self.gone.set()
 
     def _refresh(self, moved: bool) -> None:
         st = os.fstat(self.fd)
@@ -173,7 +203,7 @@ class FileWatch:
             how = "moved" if moved else "deleted"
             if not self.linger:
                 log.warning("%s was %s; closing every client and exiting", self.path, how)
-                self.gone.set()
+                self._gone()
                 return
             log.warning("%s was %s; %s", self.path, how, self.lingering)
             self._lingering = True
@@ -190,5 +220,8 @@ class FileWatch:
         self._notify_waiters()
 
     def _notify_waiters(self) -> None:
-        changed, self._changed = self._changed, Event()
-        changed.set()
+        """Wake `wait_for_change`'s waiters, if any (an append with none makes
+        no object and schedules nothing)."""
+        if self._changed.linkcount():
+            changed, self._changed = self._changed, Event()
+            changed.set()
