@@ -1,11 +1,15 @@
-"""Sending the file to clients: kernel ``sendfile`` from the shared descriptor,
-never a byte copied through Python, each client at its own pace.
+"""Sending the file to clients, each at its own pace: kernel ``sendfile`` from
+the shared descriptor, or, for a small append, one copy of it written to every
+caught-up client.
 
 A client past its header is a `Client`: a small object (its descriptor, where it
 is, what it was sent) owned by the `Fanout` of the file until it ends, with no
 greenlet of its own. A client that has caught up is *parked*: when the file
 grows the fanout makes one pass over the parked clients, in the event loop's
-own callback for the file's news, with one non-blocking ``sendfile`` each. A
+own callback for the file's news, with one non-blocking send each: a ``write``
+of the appended bytes when the watch read them (an append shorter than
+`tailsrv.watch.TAIL` bytes: one ``pread`` for all clients, and a ``write`` costs
+the kernel less than a ``sendfile`` of a few bytes), else a ``sendfile``. A
 client whose socket is full is *blocked*: one epoll set watches the sockets of
 all clients, and a blocked client is sent its next chunk when its socket has
 room, until it has caught up and parks again.
@@ -15,7 +19,7 @@ and sees resets and hang-ups, so a gone client ends even while the file is idle.
 
 A client that frames what it sends (an HTTP chunked body, `tailsrv.chunked`)
 is parked in a set of its own, whose pass calls its `Client.send`: the plain
-clients' pass stays one bare ``sendfile`` each.
+clients' pass stays one bare system call each.
 
 Every client ends in one place, `Fanout.end`: its last words are written
 (`Client.closing`), its descriptor is closed and the owner's ``ended`` callback
@@ -191,32 +195,40 @@ class Fanout:
             client.events = events
             self._sockets.modify(client.fd, events)
 
-    def _on_change(self, size: int, shrank: bool) -> None:
+    def _on_change(self, size: int, shrank: bool, tail: Optional[bytes]) -> None:
         """The file changed: a pass over the plain parked clients, then one over
         the framed ones, and the end of the blocked ones it shrank below."""
-        self._pass(self.parked, size, shrank, False)
+        self._pass(self.parked, size, shrank, tail, False)
         if self.parked_framed:
-            self._pass(self.parked_framed, size, shrank, True)
+            self._pass(self.parked_framed, size, shrank, None, True)
         if shrank:
             for client in tuple(self.blocked):
                 if client.offset > size:
                     self.end(client, Truncated(f"file truncated to {size} bytes"))
 
-    def _pass(self, parked: Set[Client], size: int, shrank: bool, framed: bool) -> None:
-        """The pass: one non-blocking ``sendfile`` per parked client, in the
-        event loop's callback for the file. It is the whole cost of an append
-        (the profile at a thousand clients is 85% ``sendfile`` itself), so it
-        is written flat: no call per plain client but the syscall (it does
-        what `Client.send` does, inline); only ``framed`` clients' ``send``
-        is called."""
+    def _pass(self, parked: Set[Client], size: int, shrank: bool,
+              tail: Optional[bytes], framed: bool) -> None:
+        """The pass: one non-blocking send per parked client, in the event
+        loop's callback for the file. It is the whole cost of an append (the
+        profile at a thousand clients is 85% the system call itself), so it is
+        written flat: no call per plain client but the syscall. A client at
+        the start of ``tail`` (the bytes just appended, when the watch read
+        them) is written that copy; any other, ``sendfile`` (what `Client.send`
+        does, inline); only ``framed`` clients' ``send`` is called."""
         fd = self.watch.fd
         sendfile = os.sendfile
+        write = os.write
+        at = size - len(tail) if tail is not None else -1
         for client in tuple(parked):
             offset = client.offset
             if offset < size:
                 try:
-                    n = (client.send(fd, offset, size - offset) if framed
-                         else sendfile(client.fd, fd, offset, size - offset))
+                    if offset == at:
+                        n = write(client.fd, tail)
+                    elif framed:
+                        n = client.send(fd, offset, size - offset)
+                    else:
+                        n = sendfile(client.fd, fd, offset, size - offset)
                 except BlockingIOError:
                     n = 0
                 except OSError as error:

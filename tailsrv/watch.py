@@ -40,13 +40,22 @@ DIR_EVENTS = flags.CREATE | flags.MOVED_TO
 #: Tested in a loop over events: an int, not an enum lookup.
 MOVE_SELF = int(flags.MOVE_SELF)
 
+#: Most bytes an append may add for the watch to read them itself (``pread`` at
+#: the old size): a short read is the new size, with no ``fstat``, and the bytes
+#: read are handed to the listeners, who send that one copy to every caught-up
+#: client (cheaper per client than ``sendfile`` for small appends: see
+#: docs/performance.md). A longer append is learned by ``fstat`` and sent by
+#: ``sendfile``.
+TAIL = 16 * 1024
+
 #: Bytes asked of inotify per read: room for thousands of events, so one read
 #: drains a burst (the kernel hands out whole events; any rest stays queued and
 #: wakes us again), with no FIONREAD ioctl first (as ``INotify.read`` makes).
 INOTIFY_READ = 64 * 1024
 
-#: Called with the new size and whether the file shrank.
-Listener = Callable[[int, bool], None]
+#: Called with the new size, whether the file shrank, and the bytes appended
+#: since the size before (when the watch read them, else None).
+Listener = Callable[[int, bool, Optional[bytes]], None]
 
 
 class NotARegularFile(OSError):
@@ -157,10 +166,18 @@ class FileWatch:
         self._watchers.clear()
 
     def _on_growth(self) -> None:
-        """The file was written to: drain the news, read the size again."""
+        """The file was written to: drain the news, then learn the new size
+        by reading what was appended (a short read ends at the end of the
+        file) or, when that is not all of it, by asking where the end is
+        (``lseek``: ``fstat`` builds a result of a dozen fields in Python)."""
         try:
             os.readv(self._growth.fd, self._drain)
-            self._refresh(moved=False)
+            fd, size = self.fd, self.size
+            tail = os.pread(fd, TAIL, size)
+            if 0 < len(tail) < TAIL:
+                self._resized(size + len(tail), tail)
+            else:
+                self._resized(os.lseek(fd, 0, os.SEEK_END), None)
         except BlockingIOError:  # woken for nothing
             pass
         except OSError as error:
@@ -208,20 +225,22 @@ class FileWatch:
             log.warning("%s was %s; %s", self.path, how, self.lingering)
             self._lingering = True
             self.unnamed.set()
-        if st.st_size == self.size:
+        self._resized(st.st_size, None)
+
+    def _resized(self, size: int, tail: Optional[bytes]) -> None:
+        """Tell the listeners of a new size (and ``tail``, the bytes appended
+        since the size before, when they were read), then wake
+        `wait_for_change`'s waiters, if any (an append with none makes no
+        object and schedules nothing)."""
+        if size == self.size:
             return
-        shrank = st.st_size < self.size
+        shrank = size < self.size
         if shrank:
             self.truncations += 1
-            log.warning("%s was truncated from %d to %d bytes", self.path, self.size, st.st_size)
-        self.size = st.st_size
+            log.warning("%s was truncated from %d to %d bytes", self.path, self.size, size)
+        self.size = size
         for listener in self._listeners:
-            listener(self.size, shrank)
-        self._notify_waiters()
-
-    def _notify_waiters(self) -> None:
-        """Wake `wait_for_change`'s waiters, if any (an append with none makes
-        no object and schedules nothing)."""
+            listener(size, shrank, tail)
         if self._changed.linkcount():
             changed, self._changed = self._changed, Event()
             changed.set()

@@ -108,6 +108,29 @@ def test_stalled_client_does_not_hold_up_others(logfile, start_server):
     assert "Traceback" not in server.log
 
 
+def test_small_appends_to_a_full_socket_arrive_whole_and_in_order(logfile, start_server):
+    """Small appends reach caught-up clients as one copy read by the watch
+    (watch.TAIL); a client that stops reading gets part of one, then none,
+    and then the rest by sendfile once it reads again: nothing lost, nothing
+    twice, beside a client that keeps up, and an append too big for the copy."""
+    server = start_server(logfile)
+    stalled = connect(server.port)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with stalled, connect(server.port) as reader:
+        read_exactly(stalled, len(CONTENT))
+        read_exactly(reader, len(CONTENT))
+        records = [b"%06d %s\n" % (i, b"x" * (i % 300)) for i in range(4000)]
+        records.insert(2000, os.urandom(64 * 1024))  # more than watch.TAIL
+        with open(logfile, "ab") as f:
+            for record in records:
+                f.write(record)
+                f.flush()
+                assert read_exactly(reader, len(record)) == record
+        appended = b"".join(records)
+        assert read_exactly(stalled, len(appended)) == appended
+    assert "Traceback" not in server.log
+
+
 def test_half_closed_client_keeps_receiving(logfile, start_server):
     server = start_server(logfile)
     with connect(server.port) as sock:
