@@ -54,6 +54,21 @@ def test_formatted_as_the_standard_formatter_does():
         handler.handle(record("x", created))
         handler.flush()
         assert stream.writes[-1] == standard.format(record("x", created)) + "\n"
+    with_args = record("%s sent %d bytes", 1_700_000_002.5)
+    with_args.args = ("[::1]:4000", 12)
+    handler.handle(with_args)
+    handler.flush()
+    assert stream.writes[-1] == standard.format(with_args) + "\n"
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = record("failed", 1_700_000_003.0)
+        failed.exc_info = sys.exc_info()
+    handler.handle(failed)
+    handler.flush()
+    failed.exc_text = None  # let the standard formatter render it again
+    assert stream.writes[-1] == standard.format(failed) + "\n"
+    assert "ValueError: boom" in stream.writes[-1]
 
 
 def test_nothing_is_lost_when_the_process_exits_before_the_loop_turns():
