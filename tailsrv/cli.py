@@ -103,7 +103,7 @@ from docopt import DocoptExit, docopt
 import tailsrv
 
 from .accept import raise_open_files_limit
-from .logs import BatchingHandler, cheap_records
+from .logs import BatchingHandler, cheap_records, only_handler
 from .listeners import (Bind, describe, inherited_listener, open_listener, parse_bind,
                         parse_host_port, remove_socket_file, tcp_listener)
 from .server import TailServer
@@ -271,6 +271,8 @@ def setup_logging(level: str, journald: bool) -> bool:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
+    if isinstance(handler, BatchingHandler):
+        only_handler(handler)
     return True
 
 

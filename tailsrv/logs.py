@@ -4,8 +4,9 @@ At the default level every connection is two lines (connected, disconnected).
 Written the standard way, each line was a `logging.LogRecord` that looked up its
 caller's frame, thread and process, a ``strftime`` of its time, and a
 ``write(2)`` with a flush: a third of the server's time per short connection.
-Here the process, which owns its logging, turns off what the lines never show;
-the time is formatted once a second; and the lines of one turn of the event
+Here the process, which owns its logging, turns off what the lines never show,
+and the two lines of every connection go to the handler without a LogRecord
+(`info`); the time is formatted once a second; and the lines of one turn of the event
 loop are written together, with one ``write(2)``, when that turn ends (at once
 for an operator watching the log; one write for a burst of connections), and
 always before the process exits (`logging.shutdown` flushes every handler).
@@ -35,17 +36,26 @@ class SecondsCache(logging.Formatter):
         self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
-        second = int(record.created)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime(self.default_time_format, self.converter(second))
-        return "%s,%03d" % (self._stamp, record.msecs)
+        return "%s,%03d" % (self._second_stamp(int(record.created)), record.msecs)
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.exc_text or record.stack_info:
             return super().format(record)
         record.message = record.getMessage()
         return "%s %s %s" % (self.formatTime(record), record.levelname, record.message)
+
+    def line(self, level: str, message: str, created: float) -> str:
+        """The line `format` makes of a record of ``level`` and ``message``
+        made at ``created``, without the record."""
+        second = int(created)
+        return "%s,%03d %s %s" % (self._second_stamp(second), (created - second) * 1000,
+                                  level, message)
+
+    def _second_stamp(self, second: int) -> str:
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime(self.default_time_format, self.converter(second))
+        return self._stamp
 
 
 class BatchingHandler(logging.StreamHandler):
@@ -64,6 +74,13 @@ class BatchingHandler(logging.StreamHandler):
         except Exception:  # the logging module's way: report, never raise
             self.handleError(record)
             return
+        self._add(line)
+
+    def write_line(self, level: str, message: str) -> None:
+        """A line written now, without a LogRecord (see `info`)."""
+        self._add(self.formatter.line(level, message, time.time()))
+
+    def _add(self, line: str) -> None:
         lines = self._lines
         lines.append(line)
         if len(lines) == 1:
@@ -88,3 +105,29 @@ def cheap_records() -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+
+
+#: The command line's handler, once it is the process's only one (`info`).
+_direct: Optional[BatchingHandler] = None
+
+
+def only_handler(handler: BatchingHandler) -> None:
+    """Say that ``handler`` is where every line of the process goes (the
+    command line's logging, set up once by the command line), so that
+    `info` may write to it directly."""
+    global _direct
+    _direct = handler
+
+
+def info(logger: logging.Logger, msg: str, *args) -> None:
+    """``logger.info(msg, *args)``, for the two lines every connection writes.
+    In the command line's process, whose only handler is its `BatchingHandler`
+    (`only_handler`), the line goes straight to it: a LogRecord and the
+    logging module's way to the handler were a quarter of a short
+    connection's cost (docs/performance.md). Anywhere else (a server embedded
+    in a program, or ``--journald``), it goes through logging as usual."""
+    handler = _direct
+    if handler is None:
+        logger.info(msg, *args)
+    elif logger.isEnabledFor(logging.INFO):
+        handler.write_line("INFO", msg % args)

@@ -35,6 +35,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 from gevent.socket import wait_write
 
+from . import logs
 from .accept import AcceptBackoff
 from .headers import Headers, Pending
 from .keepalive import enable_keepalive
@@ -224,8 +225,8 @@ class TailServer(AcceptBackoff, RawAccept):
 
     def _follow(self, pending: Pending, request: Request, start: int,
                 fanout: Optional[Fanout] = None, refused: bool = False) -> None:
-        log.info("%s connected: header %s, %sstarting at byte %d", pending.peer, request,
-                 "refused (file replaced or truncated), " if refused else "", start)
+        logs.info(log, "%s connected: header %s, %sstarting at byte %d", pending.peer, request,
+                  "refused (file replaced or truncated), " if refused else "", start)
         (fanout or self.fanout).join(Client(pending.fd, pending.peer, pending.began, start))
 
     def _refused(self, pending: Pending, error: Exception) -> None:
@@ -262,8 +263,8 @@ class TailServer(AcceptBackoff, RawAccept):
             reason = f"internal error: {why!r}"
             log.error("%s disconnected: %s", peer, reason)
             log.debug("internal error details", exc_info=why)
-        log.info("%s disconnected (%s): sent %d bytes from byte %d in %.3f s",
-                 peer, reason, client.sent, client.start, time.monotonic() - client.began)
+        logs.info(log, "%s disconnected (%s): sent %d bytes from byte %d in %.3f s",
+                  peer, reason, client.sent, client.start, time.monotonic() - client.began)
 
     def resume(self, request: Request) -> Tuple[Fanout, bool]:
         """The file a resume proof continues, and False; or, refused (the

@@ -9,6 +9,7 @@ import sys
 
 import gevent
 
+from tailsrv import logs
 from tailsrv.logs import LINE_FORMAT, BatchingHandler
 
 
@@ -69,6 +70,44 @@ def test_formatted_as_the_standard_formatter_does():
     failed.exc_text = None  # let the standard formatter render it again
     assert stream.writes[-1] == standard.format(failed) + "\n"
     assert "ValueError: boom" in stream.writes[-1]
+
+
+def test_a_line_without_a_record_reads_as_one_with_it():
+    """`SecondsCache.line`, what `logs.info` writes, is what the standard
+    formatter makes of the record it skips."""
+    handler = BatchingHandler(Writes())
+    standard = logging.Formatter(LINE_FORMAT)
+    for created in (1_700_000_000.25, 1_700_000_000.999, 1_700_000_001.0, 1_700_000_001.0625):
+        rec = record("a connected: header 0", created)
+        assert handler.formatter.line("INFO", "a connected: header 0", created) == \
+            standard.format(rec)
+
+
+def test_info_goes_straight_to_the_only_handler_at_its_level(monkeypatch):
+    stream = Writes()
+    handler = BatchingHandler(stream)
+    logger = logging.getLogger("tailsrv.test_direct")
+    monkeypatch.setattr(logs, "_direct", handler)
+    try:
+        with monkeypatch.context() as no_records:
+            no_records.setattr(logging.LogRecord, "__init__", None)  # none may be made
+            logger.setLevel(logging.INFO)
+            logs.info(logger, "%s sent %d bytes", "[::1]:4000", 12)
+            logger.setLevel(logging.WARNING)
+            logs.info(logger, "not at --log-level warning")
+    finally:
+        logger.setLevel(logging.NOTSET)
+    handler.flush()
+    [text] = stream.writes
+    assert text.endswith(" INFO [::1]:4000 sent 12 bytes\n")
+
+
+def test_info_goes_through_logging_elsewhere(monkeypatch, caplog):
+    """Embedded (or with --journald) the lines are ordinary records."""
+    monkeypatch.setattr(logs, "_direct", None)
+    with caplog.at_level(logging.INFO, logger="tailsrv.test_direct"):
+        logs.info(logging.getLogger("tailsrv.test_direct"), "%s connected", "peer")
+    assert [r.getMessage() for r in caplog.records] == ["peer connected"]
 
 
 def test_nothing_is_lost_when_the_process_exits_before_the_loop_turns():
