@@ -44,7 +44,7 @@ MOVE_SELF = int(flags.MOVE_SELF)
 #: the old size): a short read is the new size, with no ``fstat``, and the bytes
 #: read are handed to the listeners, who send that one copy to every caught-up
 #: client (cheaper per client than ``sendfile`` for small appends: see
-#: docs/performance.md). A longer append is learned by ``fstat`` and sent by
+#: docs/performance.md). A longer append is sized by ``lseek`` and sent by
 #: ``sendfile``.
 TAIL = 16 * 1024
 
