@@ -19,14 +19,14 @@ setup(
     license="Unlicense",
     keywords="tail follow log streaming server gevent sendfile inotify",
     packages=find_packages(include=["tailsrv", "tailsrv.*"]),
-    package_data={"tailsrv": ["static/*"]},  # the --http viewer page
+    package_data={"tailsrv.http": ["static/*"]},  # the --http viewer page
     python_requires=">=3.10",
     install_requires=requirements("requirements.txt"),
     extras_require={"test": requirements("requirements-test.txt")},
     entry_points={"console_scripts": [
         "tailsrv = tailsrv.cli:main",
-        "tscat = tailsrv.tscat:main",
-        "tssync = tailsrv.tssync:main",
+        "tscat = tailsrv.client.tscat:main",
+        "tssync = tailsrv.client.tssync:main",
     ]},
     classifiers=[
         "Development Status :: 4 - Beta",

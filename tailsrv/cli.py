@@ -102,12 +102,12 @@ from docopt import DocoptExit, docopt
 
 import tailsrv
 
-from .accept import raise_open_files_limit
 from .logs import BatchingHandler, cheap_records, only_handler
-from .listeners import (Bind, describe, inherited_listener, open_listener, parse_bind,
-                        parse_host_port, remove_socket_file, tcp_listener)
-from .server import TailServer
-from .systemd import journal_handler, listen_fds, notify
+from .ops.systemd import journal_handler, listen_fds, notify
+from .server.accept import raise_open_files_limit
+from .server.listeners import (Bind, describe, inherited_listener, open_listener, parse_bind,
+                               parse_host_port, remove_socket_file, tcp_listener)
+from .server.tailserver import TailServer
 from .usage import UsageError, console_script, usage_section
 
 log = logging.getLogger("tailsrv")
@@ -213,7 +213,7 @@ def run(args, listeners: List[socket.socket], where: str,
                         follow_name=args["--follow-name"], rotation_grace=grace)
     if http_listener is not None:
         # Imported only when asked for, like metrics below: h11 and the page.
-        from .httpfront import HttpFront
+        from .http.front import HttpFront
         HttpFront(http_listener, server, credentials)
         log.info("HTTP at http://%s/ (%s)", describe(http_listener),
                  "basic authentication" if credentials else "no authentication")
@@ -226,7 +226,7 @@ def run(args, listeners: List[socket.socket], where: str,
     if metrics_listener is not None:
         # Imported only when asked for: prometheus_client and gevent's WSGI
         # server are 10 MiB, a third of a server with a thousand clients.
-        from .metrics import MetricsServer
+        from .ops.metrics import MetricsServer
         metrics = MetricsServer(metrics_listener, server)
         metrics.start()
         log.info("metrics at http://%s/metrics", describe(metrics_listener))
@@ -305,7 +305,7 @@ def _credentials(path: Optional[str], http) -> Optional[bytes]:
         return None
     if http is None:
         raise UsageError("--http-auth needs --http")
-    from .http import load_credentials
+    from .http.rules import load_credentials
     try:
         return load_credentials(path)
     except OSError as error:

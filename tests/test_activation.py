@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import IO_TIMEOUT, read_exactly, script, wait_for
-from tailsrv.systemd import parse_listen_fds
+
+from tailsrv.ops.systemd import parse_listen_fds
 
 PID = 4242
 

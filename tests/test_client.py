@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Callable, Iterator, List, Union
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from conftest import IO_TIMEOUT, append
-from tailsrv import client, keepalive
-from tailsrv.protocol import (REFUSAL, announcement, byte_position, digest, make_proof,
-                              parse_header)
-from tailsrv.client import (MAX_RECONNECT_DELAY, RECONNECT_DELAY, BadAddress, ProtocolError,
-                            follow, follow_lines, header, parse_address, parse_announcement,
-                            reconnect_delay, split_lines)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tailsrv import keepalive
+from tailsrv.client import follower as client
+from tailsrv.client.follower import (MAX_RECONNECT_DELAY, RECONNECT_DELAY, BadAddress,
+                                     ProtocolError, follow, follow_lines, header, parse_address,
+                                     parse_announcement, reconnect_delay, split_lines)
+from tailsrv.protocol import REFUSAL, announcement, byte_position, digest, make_proof, parse_header
 
 # follow() blocks for as long as the file is idle, by design: bound each test.
 pytestmark = pytest.mark.timeout(60)

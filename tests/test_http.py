@@ -11,12 +11,12 @@ import time
 
 import h11
 import pytest
-
 from conftest import (IO_TIMEOUT, append, connect, free_port, read_exactly, read_until_closed,
                       wait_for)
-from tailsrv import tcp_listener
-from tailsrv.httpfront import HttpFront
 from test_server import ServerThread
+
+from tailsrv import tcp_listener
+from tailsrv.http.front import HttpFront
 
 CONTENT = b"one\ntwo\nthree\nfour\n"
 
@@ -377,7 +377,7 @@ def test_garbage_request_gets_400(web):
 def test_a_long_request_target_is_cut_in_the_log():
     """A resuming viewer's target carries up to 4096 file bytes in base64: the
     log line shows its start and its length, not the file's bytes."""
-    from tailsrv.httpfront import LOGGED_TARGET, _shown
+    from tailsrv.http.front import LOGGED_TARGET, _shown
     target = b"/stream?start=9000&before=" + b"QUFB" * 1365
     shown = _shown(target)
     assert shown.startswith("/stream?start=9000&before=QUFB")

@@ -1,4 +1,4 @@
-"""tailsrv.http without sockets: requests in, answers out."""
+"""tailsrv.http.rules without sockets: requests in, answers out."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from tailsrv.http import Reply, Stream, answer, authorized, load_credentials, load_pages
+from tailsrv.http.rules import Reply, Stream, answer, authorized, load_credentials, load_pages
 from tailsrv.protocol import Request, make_proof, parse_header
 
 PAGES = load_pages()

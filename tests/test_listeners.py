@@ -7,9 +7,9 @@ import stat
 
 import pytest
 
-from tailsrv.listeners import (Bind, describe, inherited_listener, parse_bind,
-                               parse_host_port, remove_socket_file, tcp_listener,
-                               unix_listener)
+from tailsrv.server.listeners import (Bind, describe, inherited_listener, parse_bind,
+                                      parse_host_port, remove_socket_file, tcp_listener,
+                                      unix_listener)
 
 
 @pytest.mark.parametrize("text, bind", [

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import List, Tuple
 
 import pytest
-
 from conftest import IO_TIMEOUT, connect, free_port, read_exactly, script, wait_for
 
 ROOT = Path(__file__).parent.parent
@@ -44,7 +43,7 @@ def check_installed(bin: Path) -> None:
         assert b"Exit status" in result.stdout
     where = run(bin / "python", "-c", "import tailsrv; print(tailsrv.__file__)", cwd=bin)
     assert where.stdout.decode().startswith(str(bin.parent))
-    pages = run(bin / "python", "-c", "from tailsrv.http import load_pages; print(len(load_pages()))",
+    pages = run(bin / "python", "-c", "from tailsrv.http.rules import load_pages; print(len(load_pages()))",
                 cwd=bin)
     assert pages.stdout.strip() == b"3", pages.stderr  # the --http viewer, as package data
     version = run(bin / "tailsrv", "--version")

@@ -8,8 +8,8 @@ import os
 import threading
 
 import gevent
-
 from conftest import connect, read_exactly, read_until_closed
+
 from tailsrv import TailServer, tcp_listener
 
 
@@ -87,7 +87,8 @@ def test_client_sockets_get_nodelay_and_keepalive(logfile):
     hours. The options are set once, on the listener: the accepted sockets
     inherit them (checked here on the server's own end of a connection)."""
     import socket
-    from tailsrv.server import tune
+
+    from tailsrv.server.tailserver import tune
     thread = ServerThread(logfile)
     thread.start()
     assert thread.started.wait(10)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 
 from conftest import IO_TIMEOUT, append, connect, read_exactly, read_until_closed
-from tailsrv.listeners import unix_listener
 from test_server import ServerThread
+
+from tailsrv.server.listeners import unix_listener
 
 
 def test_list_of_listeners(tmp_path, logfile):

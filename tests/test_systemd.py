@@ -9,9 +9,9 @@ import socket
 import struct
 
 import pytest
-
 from conftest import connect, read_exactly
-from tailsrv.systemd import JournalHandler, encode_fields, notify, priority
+
+from tailsrv.ops.systemd import JournalHandler, encode_fields, notify, priority
 
 
 @pytest.fixture
@@ -115,6 +115,7 @@ def test_journald_on_a_journal_stream_uses_priority_prefixes(logfile, start_serv
 
 def test_journald_without_a_journal_exits_1(logfile):
     import subprocess
+
     from conftest import script
     if os.path.exists("/run/systemd/journal/socket"):
         pytest.skip("this machine has a journal")

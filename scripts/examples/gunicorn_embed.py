@@ -23,7 +23,7 @@ import os
 from typing import Optional
 
 from tailsrv import TailServer, tcp_listener
-from tailsrv.listeners import parse_host_port
+from tailsrv.server.listeners import parse_host_port
 
 # gunicorn's settings.
 wsgi_app = "gunicorn_embed:app"

@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .accept import AcceptBackoff
-from .server import REJECT_REASONS, TailServer
+from ..server.accept import AcceptBackoff
+from ..server.tailserver import REJECT_REASONS, TailServer
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List
 from gevent.hub import get_hub
 from gevent.monkey import get_original
 
-from .protocol import BadHeader, HeaderReader, Request
+from ..protocol import BadHeader, HeaderReader, Request
 
 #: Bytes asked of the socket per read while waiting for a header: more than a
 #: header can be, so a well-behaved client is read in one call.

@@ -35,8 +35,8 @@ import socket
 import time
 from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Tuple, Union
 
-from .keepalive import enable_keepalive
-from .protocol import PROOF_BYTES, REFUSAL, Proof, make_proof
+from ..keepalive import enable_keepalive
+from ..protocol import PROOF_BYTES, REFUSAL, Proof, make_proof
 
 log = logging.getLogger(__name__)
 

@@ -35,14 +35,14 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 from gevent.socket import wait_write
 
-from . import logs
+from .. import logs
+from ..keepalive import enable_keepalive
+from ..lines import end_of_first_lines, start_of_last_lines
+from ..protocol import (REFUSAL, BadHeader, HeaderReader, Request, announcement, byte_position,
+                        proof_holds, proof_span)
 from .accept import AcceptBackoff
 from .headers import Headers, Pending
-from .keepalive import enable_keepalive
-from .lines import end_of_first_lines, start_of_last_lines
-from .protocol import (REFUSAL, BadHeader, HeaderReader, Request, announcement, byte_position,
-                       proof_holds, proof_span)
-from .rotation import Retired, Rotation, RotatingWatch
+from .rotation import Retired, RotatingWatch, Rotation
 from .stream import Client, Fanout, Truncated
 from .watch import FileWatch
 

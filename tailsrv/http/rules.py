@@ -13,7 +13,7 @@ h11 parses the request; this module decides what it gets (in the spirit of
   not): the server answers from N if the file still holds them there, or else
   from byte 0 of the file that replaced it.
 - ``GET /`` and the viewer's files: a `Reply` with the page (package data in
-  ``tailsrv/static``).
+  ``tailsrv/http/static``).
 - Anything else: a `Reply` with the status and a one-line reason.
 
 Every answer carries the same guard headers (`SECURITY_HEADERS`), and, with
@@ -29,7 +29,7 @@ from importlib.resources import files
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import parse_qs, urlsplit
 
-from .protocol import PROOF_BYTES, BadHeader, Request, make_proof, parse_header
+from ..protocol import PROOF_BYTES, BadHeader, Request, make_proof, parse_header
 
 Headers = List[Tuple[str, str]]
 
@@ -65,7 +65,7 @@ SECURITY_HEADERS: Headers = [
 #: The stream's type: logs are text, and UTF-8 is what a page decodes them as.
 TEXT = "text/plain; charset=utf-8"
 
-#: The viewer's files, by path: (file in tailsrv/static, content type).
+#: The viewer's files, by path: (file in tailsrv/http/static, content type).
 PAGES: Dict[str, Tuple[str, str]] = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/viewer.js": ("viewer.js", "text/javascript; charset=utf-8"),

@@ -56,10 +56,10 @@ import logging
 import os
 from typing import List, Optional
 
-from .client import Replaced, follow, parse_address
-from .protocol import PROOF_BYTES
+from ..protocol import PROOF_BYTES
+from ..usage import console_script
+from .follower import Replaced, follow, parse_address
 from .tool import Args, run
-from .usage import console_script
 
 log = logging.getLogger(__name__)
 

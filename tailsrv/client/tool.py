@@ -15,9 +15,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from docopt import DocoptExit, docopt
 
-from . import __version__
-from .client import BadAddress, ProtocolError
-from .usage import UsageError, usage_section
+from .. import __version__
+from ..usage import UsageError, usage_section
+from .follower import BadAddress, ProtocolError
 
 #: Exit status after Ctrl-C: 128 + SIGINT, what a shell reports for a program
 #: that SIGINT ended.

@@ -25,12 +25,12 @@ import gevent
 import h11
 from gevent import socket
 
-from .accept import AcceptBackoff
+from ..protocol import BadHeader
+from ..server.accept import AcceptBackoff
+from ..server.stream import Client
+from ..server.tailserver import RawAccept, TailServer
 from .chunked import ChunkedClient
-from .http import SECURITY_HEADERS, TEXT, Reply, Stream, answer, error, load_pages
-from .protocol import BadHeader
-from .server import RawAccept, TailServer
-from .stream import Client
+from .rules import SECURITY_HEADERS, TEXT, Reply, Stream, answer, error, load_pages
 
 log = logging.getLogger(__name__)
 

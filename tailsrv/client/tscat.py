@@ -46,9 +46,9 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
-from .client import follow
+from ..usage import console_script
+from .follower import follow
 from .tool import Args, integer, run
-from .usage import console_script
 
 
 @console_script

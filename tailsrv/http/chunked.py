@@ -24,8 +24,8 @@ from typing import Optional
 
 import h11
 
-from .rotation import Retired
-from .stream import Client, Truncated
+from ..server.rotation import Retired
+from ..server.stream import Client, Truncated
 
 #: What closes a chunk's data.
 CRLF = b"\r\n"

@@ -1,0 +1,10 @@
+"""The client side: `follow` and `follow_lines` (``follower``), and the client
+scripts, ``tscat`` and ``tssync``, with what they share (``tool``).
+
+Imports only the shared rules and utilities at the package's top; never the
+server side, so that a client needs none of it.
+"""
+
+from .follower import BadAddress, ProtocolError, Replaced, follow, follow_lines, parse_address
+
+__all__ = ["BadAddress", "ProtocolError", "Replaced", "follow", "follow_lines", "parse_address"]
