@@ -1,0 +1,29 @@
+"""How a file is laid out in a NATS JetStream stream: what every message carries.
+
+A message is one line of the file (or a chunk of it, or a part of a line too long for
+the server's maximum payload), and its headers say where its first byte stands in
+which file. The position travels with the data: a publisher that restarts finds where
+it stopped in the stream itself, not in an offset store beside it, and a reader
+rebuilds each file byte for byte. ``tspub`` writes this layout; ``tscat`` and
+``tssync`` read it. Pure: names and one rule, no I/O.
+"""
+
+#: The byte position of the message's first byte in its file.
+OFFSET = "Tailsrv-Offset"
+
+#: 0 for the first file, one more each time the file was replaced (rotated,
+#: truncated, or a resume proof refused).
+GENERATION = "Tailsrv-Generation"
+
+#: On every part of a split line but the last: "1".
+CONTINUES = "Tailsrv-Continues"
+
+#: JetStream's own de-duplication header.
+MSG_ID = "Nats-Msg-Id"
+
+
+def message_id(subject: str, generation: int, offset: int) -> str:
+    """The ``Nats-Msg-Id`` of the message at ``offset`` of file ``generation``:
+    one value per place in the stream's history, so JetStream drops a second
+    publication of the same bytes."""
+    return f"{subject}/{generation}/{offset}"
