@@ -4,6 +4,7 @@ own server. Every wait is bounded."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -44,7 +45,8 @@ def viewer(browser, start_server, logfile):
     def open_page(query: str = "", *args: str):
         port = free_port()
         server = start_server(logfile, "--http", f"127.0.0.1:{port}", *args)
-        page = browser.new_page(viewport={"width": 1000, "height": 600})
+        page = browser.new_page(viewport={"width": 1000, "height": 600}, locale="en-US",
+                                permissions=["clipboard-read", "clipboard-write"])
         page.set_default_timeout(WAIT_MS)
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
@@ -133,6 +135,123 @@ def test_filter_highlights_and_regex(viewer, logfile):
     page.press("#filter", "Escape")
     page.wait_for_function("() => document.querySelectorAll('#log .line').length === 6")
     assert page.input_value("#filter") == ""
+
+
+def test_filter_counts_says_when_nothing_matches_and_excludes(viewer, logfile):
+    logfile.write_text("".join(f"line {i}{' needle' if i % 80 == 0 else ''}\n" for i in range(960)))
+    page, _ = viewer()
+    assert page.inner_text("#count") == "960 lines"
+    page.fill("#filter", "needle")
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 12")
+    assert page.inner_text("#count") == "12 of 960 lines"
+    assert page.is_hidden("#empty")
+    page.fill("#filter", "nowhere")
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 0")
+    assert page.inner_text("#count") == "0 of 960 lines"
+    assert page.inner_text("#empty") == "No line matches the filter."
+    assert page.inner_text("#status") == "live"
+    append(logfile, "".join(f"more {i}\n" for i in range(40)).encode() + b"nowhere else\n")
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 1")
+    assert page.inner_text("#count") == "1 of 1,001 lines"
+    assert page.is_hidden("#empty")
+    page.check("#regex")
+    page.fill("#filter", "needle(")
+    page.wait_for_function("() => document.getElementById('filter').classList.contains('invalid')")
+    assert page.inner_text("#count") == "invalid regular expression"
+    assert "invalid regular expression" in page.get_attribute("#filter", "title")
+    page.fill("#filter", "^(line|more) \\d+$")
+    page.check("#exclude")
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 13")
+    assert shown(page) == [f"line {i} needle" for i in range(0, 960, 80)] + ["nowhere else"]
+    assert page.inner_text("#count") == "13 of 1,001 lines"
+    assert page.query_selector("#log mark") is None
+
+
+def test_wrapped_lines_hang_and_wrapping_toggles(viewer, logfile):
+    logfile.write_text("start " + "word " * 400 + "end\nnext line\n")
+    page, _ = viewer()
+    geometry = """() => {
+        const row = document.querySelector('#log .line');
+        const range = document.createRange();
+        range.selectNodeContents(row);
+        const rects = [...range.getClientRects()];
+        const height = parseFloat(getComputedStyle(row).lineHeight);
+        return {lines: Math.round(row.getBoundingClientRect().height / height),
+                first: rects[0].left, rest: rects[rects.length - 1].left,
+                wide: document.getElementById('log').scrollWidth > document.getElementById('log').clientWidth};
+    }"""
+    wrapped = page.evaluate(geometry)
+    assert wrapped["lines"] > 2 and not wrapped["wide"]
+    assert wrapped["rest"] > wrapped["first"] + 10  # the rest of the line is indented
+    assert page.get_attribute("#wrap", "aria-pressed") == "true"
+    page.click("#wrap")
+    assert page.get_attribute("#wrap", "aria-pressed") == "false"
+    unwrapped = page.evaluate(geometry)
+    assert unwrapped["lines"] == 1 and unwrapped["wide"]
+    assert shown(page) == ["start " + "word " * 400 + "end", "next line"]
+    page.click("#wrap")
+    assert page.evaluate(geometry)["lines"] == wrapped["lines"]
+
+
+def test_level_words_are_coloured_without_ansi(viewer, logfile):
+    logfile.write_bytes(b"05:00 ERROR disk full\nWARNING: low\nx WARN y\n05:01 INFO ok\n"
+                        b"DEBUG z\nlevel=error msg=x\n[warn] nginx\nno error here, Info\n"
+                        b"\x1b[34mERROR\x1b[0m blue\n")
+    page, _ = viewer()
+    levels = page.eval_on_selector_all(
+        "#log [class*=lv-]", "s => s.map(e => [e.textContent, e.className, getComputedStyle(e).color])")
+    assert [level[:2] for level in levels] == [
+        ["ERROR", "lv-e"], ["WARNING", "lv-w"], ["WARN", "lv-w"], ["INFO", "lv-i"],
+        ["DEBUG", "lv-d"], ["error", "lv-e"], ["warn", "lv-w"], ["ERROR", "f4 lv-e"]]
+    text_colour = page.eval_on_selector("#log", "e => getComputedStyle(e).color")
+    colours = {name: colour for _, name, colour in levels}
+    assert len({colours["lv-e"], colours["lv-w"], colours["lv-i"], text_colour}) == 4
+    assert colours["f4 lv-e"] != colours["lv-e"]  # the line's own colour wins
+    assert shown(page)[-1] == "ERROR blue"
+
+
+def test_json_lines_show_keys_and_values_and_expand(viewer, logfile):
+    line = '{"level":"info","msg":"<img src=x onerror=alert(1)>","port":8080,"ok":true,"tags":["a",null]}'
+    logfile.write_text(line + "\n{not json}\n[1, 2]\n")
+    page, _ = viewer()
+    assert shown(page) == [line, "{not json}", "[1, 2]"]
+    tokens = page.eval_on_selector_all(
+        "#log .line:first-child span", "s => s.map(e => [e.className, e.textContent])")
+    assert tokens == [["jk", '"level"'], ["lv-i", "info"], ["jk", '"msg"'],
+                      ["js", '"<img src=x onerror=alert(1)>"'], ["jk", '"port"'], ["jn", "8080"],
+                      ["jk", '"ok"'], ["jl", "true"], ["jk", '"tags"'], ["js", '"a"'], ["jl", "null"]]
+    assert page.query_selector("#log img") is None
+    assert len(page.query_selector_all("#log .expand")) == 1  # only the JSON object
+    page.click("#log .expand")
+    pretty = json.dumps(json.loads(line), indent=2)
+    assert page.inner_text("#log .pretty") == pretty
+    assert page.get_attribute("#log .expand", "aria-expanded") == "true"
+    page.fill("#filter", "8080")  # re-rendered: still open
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 1")
+    assert page.inner_text("#log .pretty") == pretty
+    page.click("#log .expand")
+    assert page.query_selector("#log .pretty") is None
+
+
+def test_copy_and_download_what_is_shown(viewer, logfile):
+    logfile.write_bytes(b"GET /api/a 200\nGET /static 200\n\x1b[31mGET /api/b 500\x1b[0m\n")
+    page, _ = viewer()
+    page.fill("#filter", "api")
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 2")
+    page.click("#copy")
+    assert page.evaluate("navigator.clipboard.readText()") == "GET /api/a 200\nGET /api/b 500\n"
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == "app.log.txt"
+    assert Path(download.value.path()).read_text() == "GET /api/a 200\nGET /api/b 500\n"
+
+
+def test_favicon_is_served(viewer):
+    page, server = viewer()
+    icon = page.evaluate("""() => fetch(document.querySelector('link[rel=icon]').href)
+        .then(r => r.text().then(body => [r.status, r.headers.get('content-type'), body.slice(0, 4)]))""")
+    assert icon == [200, "image/svg+xml", "<svg"]
+    assert " 404" not in server.log
 
 
 def test_pause_keeps_everything_and_resume_shows_it(viewer, logfile):

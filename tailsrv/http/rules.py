@@ -69,7 +69,9 @@ TEXT = "text/plain; charset=utf-8"
 PAGES: Dict[str, Tuple[str, str]] = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/viewer.js": ("viewer.js", "text/javascript; charset=utf-8"),
+    "/paint.js": ("paint.js", "text/javascript; charset=utf-8"),
     "/viewer.css": ("viewer.css", "text/css; charset=utf-8"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 
 
