@@ -68,6 +68,9 @@ class ServedFile(Placement):
         self.server.client_ended(client, why)
         self.server.release(self, hold=False)
 
+    def truncations(self) -> int:
+        return sum(fanout.watch.truncations for fanout in self.fanouts())
+
     def idle(self) -> bool:
         """Nobody reads the file, nor waits to: it may be closed."""
         return not (self.holds or self.fanout.clients
@@ -100,6 +103,7 @@ class ManyServer(TailServer):
         self.follow_name = follow_name
         self.rotation_grace = rotation_grace
         self.open: Dict[str, ServedFile] = {}
+        self._truncations_closed = 0
 
     def new_watch(self, path: str) -> SharedWatch:
         watch = SharedWatch(path, self.catalog, linger=self.linger or self.follow_name)
@@ -180,7 +184,13 @@ class ManyServer(TailServer):
         """Forget a file and close it (ending its clients), once."""
         if self.open.get(served.name) is served:
             del self.open[served.name]
+            self._truncations_closed += served.truncations()
             served.close()
+
+    def truncations(self) -> int:
+        """Times a served file shrank (while it was open: a closed file is
+        not watched), all files together."""
+        return self._truncations_closed + sum(s.truncations() for s in self.open.values())
 
     def fanouts(self) -> List[Fanout]:
         return [fanout for served in self.open.values() for fanout in served.fanouts()]
