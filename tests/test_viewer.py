@@ -22,6 +22,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 LIVE_MS = 1000
 #: Everything else the page does, bounded.
 WAIT_MS = 10000
+#: The page follows its file.
+FOLLOWING = "() => document.getElementById('log').dataset.position !== undefined"
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +41,13 @@ def browser():
 
 @pytest.fixture
 def viewer(browser, start_server, logfile):
-    """open(query="") -> (page, server): the page on a fresh tailsrv --http."""
+    """open(query="", *args, path=logfile, ready=FOLLOWING) -> (page, server):
+    the page on a fresh tailsrv --http serving path, once ready (JavaScript) holds."""
     pages = []
 
-    def open_page(query: str = "", *args: str):
+    def open_page(query: str = "", *args: str, path: Path = None, ready: str = FOLLOWING):
         port = free_port()
-        server = start_server(logfile, "--http", f"127.0.0.1:{port}", *args)
+        server = start_server(path or logfile, "--http", f"127.0.0.1:{port}", *args)
         page = browser.new_page(viewport={"width": 1000, "height": 600}, locale="en-US",
                                 permissions=["clipboard-read", "clipboard-write"])
         page.set_default_timeout(WAIT_MS)
@@ -54,7 +57,7 @@ def viewer(browser, start_server, logfile):
         page.errors = errors
         pages.append(page)
         page.goto(f"http://127.0.0.1:{port}/{query}")
-        page.wait_for_function("() => document.getElementById('log').dataset.position !== undefined")
+        page.wait_for_function(ready)
         return page, server
 
     yield open_page
@@ -346,3 +349,63 @@ def test_screenshot(viewer, logfile, tmp_path):
     target = Path(os.environ.get("TAILSRV_SCREENSHOT") or tmp_path / "viewer.png")
     page.screenshot(path=str(target))
     assert target.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.fixture
+def logdir(tmp_path):
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    (directory / "a.log").write_text("alpha 1\nalpha 2\n")
+    (directory / "b.log").write_text("".join(f"beta {i}\n" for i in range(300)))
+    return directory
+
+
+def test_file_list_opens_files_and_shows_new_ones(viewer, logdir):
+    page, _ = viewer(path=logdir, ready="() => document.querySelectorAll('#files tr').length === 2")
+    assert page.is_hidden("#log") and page.is_hidden("#filter")
+    rows = page.eval_on_selector_all("#files tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    assert [row[1:3] for row in rows] == [["a.log", "16 B"], ["b.log", "2.5 KiB"]]
+    assert all(row[3].endswith(" s ago") for row in rows)
+    assert page.inner_text("#status") == "2 files"
+    (logdir / "0 new.log").write_text("fresh\n")
+    page.wait_for_function("() => document.querySelectorAll('#files tr').length === 3")
+    assert page.inner_text("#files tr:first-child a") == "0 new.log"
+    page.click("text=0 new.log")
+    page.wait_for_function(FOLLOWING)
+    assert page.url.endswith("/?file=0+new.log")
+    assert shown(page) == ["fresh"] and page.title() == "0 new.log"
+    append(logdir / "0 new.log", b"more\n")
+    page.wait_for_function("() => document.querySelector('#log .line:last-child').textContent === 'more'")
+    assert page.is_visible("#all")
+    page.select_option("#switch", "b.log")  # switching files
+    page.wait_for_url("**/?file=b.log")
+    page.wait_for_function(FOLLOWING)
+    assert shown(page) == [f"beta {i}" for i in range(300)] and page.title() == "b.log"
+    page.click("#all")
+    page.wait_for_function("() => document.querySelectorAll('#files tr').length === 3")
+
+
+def test_merged_view_interleaves_lines_marked_with_their_file(viewer, logdir):
+    both = "() => { const p = document.getElementById('log').dataset.positions;" \
+           " return p && !Object.values(JSON.parse(p)).includes(null); }"
+    page, _ = viewer("?file=a.log&file=b.log&lines=2", path=logdir, ready=both)
+    assert page.title() == "a.log + b.log"
+    marked = "rows => rows.map(r => [r.dataset.file, r.querySelector('.tag').textContent, r.lastChild.textContent])"
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 4")
+    first = page.eval_on_selector_all("#log .line", marked)
+    assert sorted(first) == [["a.log", "a.log", "alpha 1"], ["a.log", "a.log", "alpha 2"],
+                             ["b.log", "b.log", "beta 298"], ["b.log", "b.log", "beta 299"]]
+    for n, (name, text) in enumerate([("a.log", "a new"), ("b.log", "b new"), ("a.log", "a again")]):
+        append(logdir / name, f"{text}\n".encode())
+        page.wait_for_function(f"() => document.querySelectorAll('#log .line').length === {5 + n}")
+    assert page.eval_on_selector_all("#log .line", marked)[4:] == [
+        ["a.log", "a.log", "a new"], ["b.log", "b.log", "b new"], ["a.log", "a.log", "a again"]]
+    append(logdir / "b.log", b"half")  # each file's unfinished line is its own
+    page.wait_for_function("() => document.querySelector('#log .pending') !== null")
+    append(logdir / "a.log", b"whole\n")
+    page.wait_for_function("() => document.querySelector('#log .line:not(.pending):nth-last-child(2)')"
+                           ".textContent.endsWith('whole')")
+    assert page.eval_on_selector("#log .pending", "r => r.dataset.file") == "b.log"
+    page.click("#copy")
+    assert page.evaluate("navigator.clipboard.readText()").splitlines()[-2:] == [
+        "a.log: a again", "a.log: whole"]

@@ -130,7 +130,7 @@ function entryRow(entry, pending) {
   if (MERGED) {
     div.dataset.file = entry.file;
     const tag = document.createElement('span');
-    tag.className = `tag t${FILES.indexOf(entry.file) % 6}`;
+    tag.className = `tag k${1 + FILES.indexOf(entry.file) % 6}`; // a colour per file
     tag.textContent = entry.file;
     div.append(tag);
   }
@@ -271,12 +271,6 @@ function shownText() {
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
-function said(button, text) {
-  const was = button.textContent;
-  button.textContent = text;
-  setTimeout(() => { button.textContent = was; }, 1500);
-}
-
 $('copy').addEventListener('click', async (event) => {
   const text = shownText();
   try {
@@ -289,7 +283,8 @@ $('copy').addEventListener('click', async (event) => {
     document.execCommand('copy');
     area.remove();
   }
-  said(event.target, 'Copied');
+  event.target.textContent = 'Copied';
+  setTimeout(() => { event.target.textContent = 'Copy'; }, 1500);
 });
 
 $('download').addEventListener('click', () => {
@@ -446,7 +441,6 @@ class Follower {
 const followers = [];
 
 function view(files) {
-  document.body.classList.add('viewing');
   if (MERGED) {
     title = files.join(' + ');
     $('name').textContent = title;
@@ -457,4 +451,98 @@ function view(files) {
   for (const follower of followers) follower.run();
 }
 
-view(FILES.length ? FILES : [null]);
+// ---- Several files served: their list, and a menu to switch between them.
+const opening = (names) => {
+  const query = new URLSearchParams(params);
+  query.delete('file');
+  for (const name of names) query.append('file', name);
+  return `?${query}`;
+};
+
+// The files served (GET /files), or null from a server that does not list them.
+async function served() {
+  const response = await fetch('files', {cache: 'no-store'});
+  return response.ok ? response.json() : null;
+}
+
+function size(n) {
+  let unit = 0;
+  for (; n >= 1024 && unit < 4; unit++) n /= 1024;
+  return unit ? `${n.toFixed(1)} ${' KMGT'[unit]}iB` : `${n} B`;
+}
+
+function ago(seconds) {
+  const s = Math.max(0, Date.now() / 1000 - seconds);
+  if (s < 60) return `${Math.floor(s)} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return new Date(seconds * 1000).toLocaleDateString();
+}
+
+const rows = new Map(); // file name -> its row in the list
+
+function cell(row, text) {
+  const td = row.insertCell();
+  td.textContent = text;
+  return td;
+}
+
+function showList(files) {
+  for (const [name, row] of rows) if (!files.some((f) => f.name === name)) { row.remove(); rows.delete(name); }
+  for (const {name, size: bytes, modified} of files) {
+    let row = rows.get(name);
+    if (!row) {
+      row = document.createElement('tr');
+      const tick = Object.assign(document.createElement('input'), {type: 'checkbox', value: name});
+      tick.setAttribute('aria-label', `tick ${name}`);
+      row.insertCell().append(tick);
+      row.insertCell().append(Object.assign(document.createElement('a'), {href: opening([name]), textContent: name}));
+      cell(row, '').className = 'size';
+      cell(row, '');
+      rows.set(name, row);
+    }
+    row.cells[2].textContent = size(bytes);
+    row.cells[3].textContent = ago(modified);
+    row.cells[3].title = new Date(modified * 1000).toLocaleString();
+    $('files').append(row); // in the server's order, by name
+  }
+  statusText.textContent = `${number(files.length)} file${files.length === 1 ? '' : 's'}`;
+  statusText.classList.remove('bad');
+}
+
+async function list(files) {
+  document.body.classList.add('listing');
+  $('list').hidden = false;
+  const ticked = () => [...$('files').querySelectorAll('input:checked')].map((tick) => tick.value);
+  $('files').addEventListener('change', () => { $('together').disabled = !ticked().length; });
+  $('together').addEventListener('click', () => { location.search = opening(ticked()); });
+  for (;;) {
+    if (files) showList(files);
+    await sleep(LIST_EVERY_MS);
+    try {
+      files = await served();
+    } catch (error) {
+      files = null;
+      statusText.textContent = 'connection lost; retrying';
+      statusText.classList.add('bad');
+    }
+  }
+}
+
+function menu(files) {
+  const menu = $('switch');
+  menu.hidden = $('all').hidden = false;
+  menu.add(new Option(title, '', true, true));
+  menu.options[0].disabled = true;
+  for (const {name} of files) menu.add(new Option(name, name));
+  menu.addEventListener('change', () => { location.search = opening([menu.value]); });
+}
+
+async function start() {
+  const files = await served().catch(() => null);
+  if (!FILES.length && files && files.length !== 1) return list(files);
+  view(FILES.length ? FILES : [null]);
+  if (files && files.length > 1) menu(files);
+}
+
+start();
