@@ -186,13 +186,12 @@ def test_wrapped_lines_hang_and_wrapping_toggles(viewer, logfile):
     wrapped = page.evaluate(geometry)
     assert wrapped["lines"] > 2 and not wrapped["wide"]
     assert wrapped["rest"] > wrapped["first"] + 10  # the rest of the line is indented
-    assert page.get_attribute("#wrap", "aria-pressed") == "true"
-    page.click("#wrap")
-    assert page.get_attribute("#wrap", "aria-pressed") == "false"
+    assert page.is_checked("#wrap")
+    page.uncheck("#wrap")
     unwrapped = page.evaluate(geometry)
     assert unwrapped["lines"] == 1 and unwrapped["wide"]
     assert shown(page) == ["start " + "word " * 400 + "end", "next line"]
-    page.click("#wrap")
+    page.check("#wrap")
     assert page.evaluate(geometry)["lines"] == wrapped["lines"]
 
 
@@ -334,18 +333,25 @@ def test_truncated_file_is_said_and_shown_again(viewer, logfile):
 def test_screenshot(viewer, logfile, tmp_path):
     """The page as the README shows it (TAILSRV_SCREENSHOT=docs/viewer.png
     writes it there)."""
-    levels = ["\x1b[32mINFO\x1b[0m", "\x1b[33mWARN\x1b[0m", "\x1b[1;31mERROR\x1b[0m"]
     paths = ["/", "/api/orders", "/api/users/42", "/static/app.js", "/login"]
     lines = []
     for i in range(60):
-        level = levels[2 if i % 11 == 5 else 1 if i % 7 == 3 else 0]
-        status = 500 if "ERROR" in level else 404 if "WARN" in level else 200
-        lines.append(f"2026-12-02T05:{i // 6:02d}:{i * 7 % 60:02d}Z {level} "
-                     f"GET {paths[i % 5]} {status} {3 + i * 13 % 90} ms\n")
-    logfile.write_text("".join(lines))
+        time = f"2026-12-02T05:{i // 6:02d}:{i * 7 % 60:02d}Z"
+        if i % 13 == 6:
+            lines.append(json.dumps({"time": time, "level": "warn", "msg": "slow query",
+                                     "path": paths[1], "ms": 800 + i}, separators=(",", ":")))
+            continue
+        level = "ERROR" if i % 11 == 5 else "WARN" if i % 7 == 3 else "INFO"
+        status = 500 if level == "ERROR" else 404 if level == "WARN" else 200
+        lines.append(f"{time} {level} GET {paths[i % 5]} {status} {3 + i * 13 % 90} ms"
+                     + (" upstream reset: " + "retrying the pool of orders " * 6 if i == 46 else ""))
+    logfile.write_text("\n".join(lines) + "\n")
     page, _ = viewer()
     page.fill("#filter", "api")
     page.wait_for_function("() => document.querySelectorAll('#log mark').length > 0")
+    page.locator("#log .expand").last.click()
+    page.wait_for_function("() => document.querySelector('#log .pretty') !== null")
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
     target = Path(os.environ.get("TAILSRV_SCREENSHOT") or tmp_path / "viewer.png")
     page.screenshot(path=str(target))
     assert target.read_bytes().startswith(b"\x89PNG")

@@ -217,13 +217,9 @@ window.addEventListener('scroll', () => {
 });
 unseenButton.addEventListener('click', scrollToEnd);
 
-function toggle(button, on) {
-  button.setAttribute('aria-pressed', String(on));
-  return on;
-}
-
 $('pause').addEventListener('click', (event) => {
-  paused = toggle(event.target, !paused);
+  paused = !paused;
+  event.target.setAttribute('aria-pressed', String(paused));
   event.target.textContent = paused ? 'Resume' : 'Pause';
   if (!paused && held) {
     render(entries.slice(-held));
@@ -234,10 +230,7 @@ $('pause').addEventListener('click', (event) => {
   showStatus();
 });
 
-$('wrap').addEventListener('click', (event) => {
-  const wrap = toggle(event.target, event.target.getAttribute('aria-pressed') !== 'true');
-  log.classList.toggle('nowrap', !wrap);
-});
+$('wrap').addEventListener('change', (event) => log.classList.toggle('nowrap', !event.target.checked));
 
 log.addEventListener('click', (event) => {
   const button = event.target.closest('.expand');
