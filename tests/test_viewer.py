@@ -46,8 +46,14 @@ def viewer(browser, start_server, logfile):
     pages = []
 
     def open_page(query: str = "", *args: str, path: Path = None, ready: str = FOLLOWING):
-        port = free_port()
-        server = start_server(path or logfile, "--http", f"127.0.0.1:{port}", *args)
+        for attempt in range(3):  # free ports are taken from under us on a busy machine
+            port = free_port()
+            try:
+                server = start_server(path or logfile, "--http", f"127.0.0.1:{port}", *args)
+                break
+            except AssertionError as error:
+                if "Address already in use" not in str(error) or attempt == 2:
+                    raise
         page = browser.new_page(viewport={"width": 1000, "height": 600}, locale="en-US",
                                 permissions=["clipboard-read", "clipboard-write"])
         page.set_default_timeout(WAIT_MS)
