@@ -88,6 +88,7 @@ def test_last_lines_then_live_appends(viewer, logfile):
     page, _ = viewer()
     assert shown(page) == [f"line {i}" for i in range(500, 1500)]
     assert page.title() == "app.log"
+    assert page.is_hidden("#switch") and page.is_hidden("#all")  # one file: no list
     append(logfile, b"fresh\n")
     page.wait_for_function("() => document.querySelector('#log .line:last-child').textContent === 'fresh'",
                            timeout=LIVE_MS)
@@ -402,7 +403,7 @@ def test_merged_view_interleaves_lines_marked_with_their_file(viewer, logdir):
            " return p && !Object.values(JSON.parse(p)).includes(null); }"
     page, _ = viewer("?file=a.log&file=b.log&lines=2", path=logdir, ready=both)
     assert page.title() == "a.log + b.log"
-    marked = "rows => rows.map(r => [r.dataset.file, r.querySelector('.tag').textContent, r.lastChild.textContent])"
+    marked = "rows => rows.map(r => [r.dataset.file, r.querySelector('.tag').textContent, r.textContent.slice(r.firstChild.textContent.length)])"
     page.wait_for_function("() => document.querySelectorAll('#log .line').length === 4")
     first = page.eval_on_selector_all("#log .line", marked)
     assert sorted(first) == [["a.log", "a.log", "alpha 1"], ["a.log", "a.log", "alpha 2"],
@@ -418,6 +419,28 @@ def test_merged_view_interleaves_lines_marked_with_their_file(viewer, logdir):
     page.wait_for_function("() => document.querySelector('#log .line:not(.pending):nth-last-child(2)')"
                            ".textContent.endsWith('whole')")
     assert page.eval_on_selector("#log .pending", "r => r.dataset.file") == "b.log"
+    assert page.input_value("#switch") == "" and page.is_visible("#all")
     page.click("#copy")
     assert page.evaluate("navigator.clipboard.readText()").splitlines()[-2:] == [
         "a.log: a again", "a.log: whole"]
+
+
+def test_merged_view_resumes_each_file_exactly(viewer, logdir):
+    page, server = viewer("?file=a.log&file=b.log", path=logdir,
+                          ready="() => document.getElementById('status').textContent === 'live'")
+    positions = "() => JSON.stringify(JSON.parse(document.getElementById('log').dataset.positions))"
+    expected = lambda: json.dumps({name: (logdir / name).stat().st_size for name in ("a.log", "b.log")},
+                                  separators=(",", ":"))
+    page.wait_for_function(f"() => ({positions})() === {expected()!r}")
+    server.kill()
+    page.wait_for_function("() => document.getElementById('status').classList.contains('bad')")
+    append(logdir / "a.log", b"a while down\npartial")
+    append(logdir / "b.log", b"b while down\n")
+    server.restart()
+    append(logdir / "a.log", b" line\n")
+    page.wait_for_function(f"() => ({positions})() === {expected()!r}")
+    for name in ("a.log", "b.log"):
+        rows = page.eval_on_selector_all(f"#log .line[data-file='{name}']",
+                                         "rs => rs.map(r => r.textContent.slice(r.firstChild.textContent.length))")
+        assert rows == (logdir / name).read_text().splitlines()
+    page.wait_for_function("() => document.getElementById('status').textContent === 'live'")

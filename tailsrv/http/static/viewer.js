@@ -384,7 +384,7 @@ class Follower {
     const response = await fetch(`stream?${query}`, {cache: 'no-store'});
     if (!response.ok) throw new Error(`${response.status}: ${(await response.text()).trim()}`);
     const size = Number(response.headers.get('Tailsrv-Size'));
-    if (!MERGED) {
+    if (!FILES.length) {
       title = decodeURIComponent(response.headers.get('Tailsrv-Name') || 'tailsrv');
       $('name').textContent = title;
       showUnseen();
@@ -434,8 +434,8 @@ class Follower {
 const followers = [];
 
 function view(files) {
-  if (MERGED) {
-    title = files.join(' + ');
+  if (FILES.length) {
+    title = FILES.join(' + ');
     $('name').textContent = title;
     showUnseen();
   }
