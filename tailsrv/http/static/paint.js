@@ -4,7 +4,6 @@
 // What the spans show: ANSI colours (SGR escapes; other escapes are dropped),
 // the level word (ERROR, WARN...) coloured when the line has no colour of its
 // own there, a JSON object's keys and values, and the filter's matches.
-'use strict';
 
 const ESCAPE = /\x1b(?:\[([0-9;:?]*)([ -/]*[@-~])|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])/g;
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;

@@ -1,17 +1,16 @@
 // The tailsrv viewer: follows /stream with fetch and renders it as lines.
 //
-// Each followed file keeps the absolute byte position of what it has received
-// (Tailsrv-Start plus the bytes since), so after a dropped connection it asks
-// for exactly the next byte: nothing lost, nothing repeated. It proves that
-// the file is still the one it was reading with the last bytes it received
-// (before=, as the TCP resume proof); when the server says the file was
-// replaced (Tailsrv-Replaced), it notes so and follows the new file from its
-// start, as tail -F. Log text only ever becomes text nodes (paint.js).
+// Each file followed keeps the absolute byte position of what it received
+// (Tailsrv-Start plus the bytes since): after a dropped connection it asks for
+// exactly the next byte, proving with the last bytes received that the file
+// is still the same (before=, as the TCP resume proof); when the server says
+// it was replaced (Tailsrv-Replaced), it notes so and follows the new file
+// from its start, as tail -F. Log text only ever becomes text (paint.js).
 //
-// With several files served (GET /files) the page opens on their list;
-// ?file=NAME follows one, ?file=A&file=B several in one view, interleaved as
-// lines arrive, each line marked with its file. Other options: ?lines=N
-// (lines to open with, 1000 per file), ?max=N (lines kept, 10000).
+// Several files served (GET /files): the page opens on their list; ?file=A
+// follows one, ?file=A&file=B several in one view, interleaved as lines
+// arrive, each line marked with its file. ?lines=N: lines to open with (1000
+// a file); ?max=N: lines kept (10000).
 import {jsonObject, paint, parse} from './paint.js';
 
 const params = new URLSearchParams(location.search);
@@ -28,6 +27,7 @@ const RETRY_MAX_MS = 10000;
 const LIST_EVERY_MS = 1000; // the list's refresh: a new file shows within 2 s
 const PROOF_BYTES = 4096; // the most a resume proof covers (docs/rotation.md)
 const REPLACED = 'file replaced; following the new file';
+const TAG_COLOURS = [4, 5, 6, 2, 3, 13]; // a file's colour in a merged view: ANSI's, but red
 
 const $ = (id) => document.getElementById(id);
 const log = $('log');
@@ -130,7 +130,7 @@ function entryRow(entry, pending) {
   if (MERGED) {
     div.dataset.file = entry.file;
     const tag = document.createElement('span');
-    tag.className = `tag k${1 + FILES.indexOf(entry.file) % 6}`; // a colour per file
+    tag.className = `tag k${TAG_COLOURS[FILES.indexOf(entry.file) % 6]}`;
     tag.textContent = entry.file;
     div.append(tag);
   }
@@ -438,6 +438,7 @@ function view(files) {
     title = FILES.join(' + ');
     $('name').textContent = title;
     showUnseen();
+    log.style.setProperty('--tag', `${Math.max(...FILES.map((f) => f.length))}ch`);
   }
   for (const file of files) followers.push(new Follower(file));
   showCount();
@@ -525,6 +526,7 @@ async function list(files) {
 function menu(files) {
   const menu = $('switch');
   menu.hidden = $('all').hidden = false;
+  $('name').hidden = true; // the menu shows it
   menu.add(new Option(title, '', true, true));
   menu.options[0].disabled = true;
   for (const {name} of files) menu.add(new Option(name, name));
