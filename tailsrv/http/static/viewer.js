@@ -290,11 +290,10 @@ $('download').addEventListener('click', () => {
 
 // ---- The status: each follower's state, the held lines.
 function showStatus() {
-  const bad = followers.find((f) => f.bad);
-  const shown = bad || followers[0];
-  const state = shown ? (MERGED && bad ? `${bad.file}: ${bad.state}` : shown.state) : '';
+  const shown = followers.find((f) => f.bad) || followers.find((f) => f.state !== 'live') || followers[0];
+  const state = MERGED && shown.state !== 'live' ? `${shown.file}: ${shown.state}` : shown.state;
   statusText.textContent = paused ? `paused, ${held} new line${held === 1 ? '' : 's'} held · ${state}` : state;
-  statusText.classList.toggle('bad', Boolean(bad));
+  statusText.classList.toggle('bad', shown.bad);
 }
 
 // Where each follower resumes (read by the tests).
