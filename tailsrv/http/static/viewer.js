@@ -481,7 +481,8 @@ function cell(row, text) {
 }
 
 function showList(files) {
-  for (const [name, row] of rows) if (!files.some((f) => f.name === name)) { row.remove(); rows.delete(name); }
+  const names = new Set(files.map((f) => f.name));
+  for (const [name, row] of rows) if (!names.has(name)) { row.remove(); rows.delete(name); }
   for (const {name, size: bytes, modified} of files) {
     let row = rows.get(name);
     if (!row) {
