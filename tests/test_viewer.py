@@ -168,12 +168,16 @@ def test_filter_counts_says_when_nothing_matches_and_excludes(viewer, logfile):
     page.fill("#filter", "needle(")
     page.wait_for_function("() => document.getElementById('filter').classList.contains('invalid')")
     assert page.inner_text("#count") == "invalid regular expression"
-    assert "invalid regular expression" in page.get_attribute("#filter", "title")
+    assert "invalid regular expression" in page.get_attribute("#filter", "title").lower()
+    append(logfile, b"while invalid\n")
+    received(page, logfile)
+    assert page.inner_text("#count") == "invalid regular expression"
     page.fill("#filter", "^(line|more) \\d+$")
     page.check("#exclude")
-    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 13")
-    assert shown(page) == [f"line {i} needle" for i in range(0, 960, 80)] + ["nowhere else"]
-    assert page.inner_text("#count") == "13 of 1,001 lines"
+    page.wait_for_function("() => document.querySelectorAll('#log .line').length === 14")
+    assert shown(page) == [f"line {i} needle" for i in range(0, 960, 80)] + ["nowhere else",
+                                                                            "while invalid"]
+    assert page.inner_text("#count") == "14 of 1,002 lines"
     assert page.query_selector("#log mark") is None
 
 

@@ -10,7 +10,6 @@ const CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;
 // The level: an upper-case word anywhere, or any case as logfmt, brackets and JSON write it.
 const LEVEL_WORD = /\b(ERROR|ERR|FATAL|CRITICAL|WARN|WARNING|INFO|DEBUG|TRACE)\b/;
 const LEVEL_TAGGED = /(?:\blevel=|\[|"level":\s*")(error|err|fatal|critical|warn|warning|info|debug|trace)\b/i;
-const LEVEL_CLASS = {e: 'lv-e', f: 'lv-e', c: 'lv-e', w: 'lv-w', i: 'lv-i', d: 'lv-d', t: 'lv-d'};
 // A JSON token: a string (a key when a colon follows), a number, a literal.
 const JSON_TOKEN = /("(?:[^"\\]|\\.)*")(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)|\b(true|false|null)\b/g;
 
@@ -87,7 +86,8 @@ function level(plain) {
   const m = word && (!tagged || word.index <= tagged.index) ? word : tagged;
   if (!m) return null;
   const end = m.index + m[0].length;
-  return [end - m[1].length, end, LEVEL_CLASS[m[1][0].toLowerCase()]];
+  const c = m[1][0].toLowerCase(); // error, fatal, critical; warn; info; debug, trace
+  return [end - m[1].length, end, `lv-${'efc'.includes(c) ? 'e' : c === 't' ? 'd' : c}`];
 }
 
 // A JSON text's tokens as [start, end, class].

@@ -24,10 +24,10 @@ const FILES = params.getAll('file');
 const MERGED = FILES.length > 1;
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 10000;
-const LIST_EVERY_MS = 1000; // the list's refresh: a new file shows within 2 s
+const LIST_EVERY_MS = 1000; // a new file listed within 2 s
 const PROOF_BYTES = 4096; // the most a resume proof covers (docs/rotation.md)
 const REPLACED = 'file replaced; following the new file';
-const TAG_COLOURS = [4, 5, 6, 2, 3, 13]; // a file's colour in a merged view: ANSI's, but red
+const TAG_COLOURS = [4, 5, 6, 2, 3, 13]; // a merged view's file tags: ANSI's, not red
 
 const $ = (id) => document.getElementById(id);
 const log = $('log');
@@ -47,6 +47,7 @@ let held = 0; // entries received while paused
 let following = true;
 let unseen = 0;
 let matcher = null; // null: every line; else {regex} or {text}, and exclude
+let invalid = ''; // why the regular expression is not one
 let title = 'tailsrv';
 
 // ---- Filtering: an entry's marks ([start, end] matches), or null when hidden.
@@ -75,9 +76,7 @@ function classify(entry) {
     entry.json = jsonObject(entry.parsed.plain);
   }
   const found = matcher ? ranges(entry.parsed.plain) : [];
-  if (!matcher) entry.marks = found;
-  else if (matcher.exclude) entry.marks = found.length ? null : [];
-  else entry.marks = found.length ? found : null;
+  entry.marks = !matcher || Boolean(found.length) !== matcher.exclude ? found : null;
 }
 
 function count(list, sign) {
@@ -90,24 +89,24 @@ function count(list, sign) {
 
 function setFilter() {
   const query = filterBox.value;
-  filterBox.classList.remove('invalid');
   matcher = null;
-  let invalid = null;
+  invalid = '';
   if (query && regexBox.checked) {
-    try { matcher = {regex: new RegExp(query, 'giu')}; } catch (e) { invalid = e.message; filterBox.classList.add('invalid'); }
+    try { matcher = {regex: new RegExp(query, 'giu')}; } catch (e) { invalid = e.message; }
   } else if (query) {
     matcher = {text: query.toLowerCase()};
   }
   if (matcher) matcher.exclude = excludeBox.checked;
-  filterBox.title = invalid ? `invalid regular expression: ${invalid}` : '';
+  filterBox.classList.toggle('invalid', Boolean(invalid));
+  filterBox.title = invalid;
   entries.forEach(classify);
   lineCount = shownCount = 0;
   count(entries, 1);
-  showCount(invalid);
+  showCount();
   renderAll();
 }
 
-function showCount(invalid) {
+function showCount() {
   const counter = $('count');
   counter.classList.toggle('bad', Boolean(invalid));
   if (invalid) counter.textContent = 'invalid regular expression';
@@ -268,7 +267,7 @@ $('copy').addEventListener('click', async (event) => {
   const text = shownText();
   try {
     await navigator.clipboard.writeText(text);
-  } catch (e) { // no clipboard API outside a secure context (plain http to another host)
+  } catch (e) { // not a secure context (http to another host)
     const area = document.createElement('textarea');
     area.value = text;
     document.body.append(area);
@@ -474,15 +473,15 @@ function ago(seconds) {
 
 const rows = new Map(); // file name -> its row in the list
 
-function cell(row, text) {
-  const td = row.insertCell();
-  td.textContent = text;
-  return td;
+// Only what changed: 10,000 rows rewritten every second keep a core busy.
+function set(node, key, value) {
+  if (node[key] !== value) node[key] = value;
 }
 
 function showList(files) {
   const names = new Set(files.map((f) => f.name));
   for (const [name, row] of rows) if (!names.has(name)) { row.remove(); rows.delete(name); }
+  let previous = null;
   for (const {name, size: bytes, modified} of files) {
     let row = rows.get(name);
     if (!row) {
@@ -491,16 +490,19 @@ function showList(files) {
       tick.setAttribute('aria-label', `tick ${name}`);
       row.insertCell().append(tick);
       row.insertCell().append(Object.assign(document.createElement('a'), {href: opening([name]), textContent: name}));
-      cell(row, '').className = 'size';
-      cell(row, '');
+      row.insertCell().className = 'size';
+      row.insertCell();
       rows.set(name, row);
     }
-    row.cells[2].textContent = size(bytes);
-    row.cells[3].textContent = ago(modified);
-    row.cells[3].title = new Date(modified * 1000).toLocaleString();
-    $('files').append(row); // in the server's order, by name
+    set(row.cells[2], 'textContent', size(bytes));
+    set(row.cells[3], 'textContent', ago(modified));
+    set(row.cells[3], 'title', new Date(modified * 1000).toLocaleString());
+    if (!row.parentNode || row.previousSibling !== previous) { // in the server's order, by name
+      if (previous) previous.after(row); else $('files').prepend(row);
+    }
+    previous = row;
   }
-  statusText.textContent = `${number(files.length)} file${files.length === 1 ? '' : 's'}`;
+  set(statusText, 'textContent', `${number(files.length)} file${files.length === 1 ? '' : 's'}`);
   statusText.classList.remove('bad');
 }
 
