@@ -254,3 +254,8 @@ def test_follow_name_per_file(start_server, logdir):
             assert read_exactly(new, 4) == b"new\n"
         append(logdir / "b.log", b"b goes on\n")
         assert read_exactly(b, 10) == b"b goes on\n"
+    # Every client gone (noticed at the next append), the old file done with
+    # (rotation.KEEP, 10 s, after its last client): both files closed.
+    wait_for(lambda: append(logdir / "a.log", b"x\n") or not (
+        opened(server, logdir / "a.log") or opened(server, logdir / "a.log.1")),
+        timeout=30, interval=0.5)
