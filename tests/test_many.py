@@ -16,15 +16,6 @@ from conftest import (IO_TIMEOUT, append, connect, read_exactly, read_until_clos
 from tailsrv.protocol import digest
 
 
-@pytest.fixture
-def logdir(tmp_path):
-    directory = tmp_path / "logs"
-    directory.mkdir()
-    (directory / "a.log").write_bytes(b"one\ntwo\n")
-    (directory / "b.log").write_bytes(b"bee\n")
-    return directory
-
-
 def listing(port: int) -> bytes:
     with connect(port, b"*\n") as sock:
         return read_until_closed(sock)
