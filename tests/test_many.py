@@ -250,3 +250,16 @@ def test_follow_name_per_file(start_server, logdir):
     wait_for(lambda: append(logdir / "a.log", b"x\n") or not (
         opened(server, logdir / "a.log") or opened(server, logdir / "a.log.1")),
         timeout=30, interval=0.5)
+
+
+@pytest.mark.parametrize("follow_name", [False, True])
+def test_a_file_renamed_over_a_served_one(start_server, logdir, follow_name):
+    server = start_server(logdir, *(["--follow-name", "--rotation-grace", "0.5"]
+                                    if follow_name else []))
+    with connect(server.port, b"a.log 0\n") as old:
+        assert read_exactly(old, 8) == b"one\ntwo\n"
+        (logdir / "a.tmp").write_bytes(b"replacement\n")
+        os.rename(logdir / "a.tmp", logdir / "a.log")
+        assert read_until_closed(old) == b""
+    with connect(server.port, b"a.log 0\n") as new:
+        assert read_exactly(new, 12) == b"replacement\n"
