@@ -263,3 +263,18 @@ def test_a_file_renamed_over_a_served_one(start_server, logdir, follow_name):
         assert read_until_closed(old) == b""
     with connect(server.port, b"a.log 0\n") as new:
         assert read_exactly(new, 12) == b"replacement\n"
+
+
+def test_ten_thousand_files_one_process_few_descriptors(start_server, tmp_path):
+    directory = tmp_path / "many"
+    directory.mkdir()
+    for n in range(10_000):
+        (directory / f"f{n:05d}.log").write_bytes(b"")
+    server = start_server(directory)
+    lines = listing(server.port).splitlines()
+    assert len(lines) == 10_000 and lines[0] == b"f00000.log 0"
+    assert server.open_fds() < 50  # no file is open: none has clients
+    with connect(server.port, b"f09999.log 0\n") as sock:
+        append(directory / "f09999.log", b"last\n")
+        append(directory / "f00000.log", b"first\n")
+        assert read_exactly(sock, 5) == b"last\n"
