@@ -104,6 +104,7 @@ def test_a_file_created_later_is_served_at_once(start_server, logdir):
     wait_for(lambda: b"new.log 6\n" in listing(server.port))
     with connect(server.port, b"new.log 0\n") as sock:
         assert read_exactly(sock, 6) == b"fresh\n"
+    assert "now serving" in server.wait_log("new.log")
 
 
 def test_renamed_in_is_served_moved_out_or_deleted_ends_its_clients(start_server, logdir,

@@ -295,8 +295,9 @@ class Catalog:
             if self.directory is None:
                 if self.fixed.get(name) != directory:
                     continue
-            elif mask & (_APPEAR | _ATTRIB):
-                self._admit(name)
+            elif mask & (_APPEAR | _ATTRIB) and name not in self.names:
+                if self._admit(name):
+                    log.info("now serving %s", os.path.join(directory, name))
             elif mask & _VANISH and name in self.names:
                 del self.names[name]
                 log.info("%s is no longer served: it was %s", os.path.join(directory, name),
