@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import shutil
 import subprocess
 import tempfile
 
@@ -279,3 +280,29 @@ def test_ten_thousand_files_one_process_few_descriptors(start_server, tmp_path):
         append(directory / "f09999.log", b"last\n")
         append(directory / "f00000.log", b"first\n")
         assert read_exactly(sock, 5) == b"last\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--glob", "*.log", "{a}"], "--glob and --follow-symlinks need PATH to be a directory"),
+    (["--follow-symlinks", "{a}", "{b}"], "need PATH to be a directory"),
+    (["{dir}", "{a}"], "not a directory among several PATHs"),
+])
+def test_usage_errors_of_several_files(logdir, args, message):
+    paths = {"a": str(logdir / "a.log"), "b": str(logdir / "b.log"), "dir": str(logdir)}
+    result = subprocess.run([script("tailsrv"), "-p", "1", *(a.format(**paths) for a in args)],
+                            capture_output=True, text=True, timeout=IO_TIMEOUT)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_directory_gone_stops_the_server_with_status_1(start_server, tmp_path):
+    directory = tmp_path / "gone"
+    directory.mkdir()
+    (directory / "x.log").write_bytes(b"x\n")
+    server = start_server(directory)
+    with connect(server.port, b"x.log 0\n") as sock:
+        assert read_exactly(sock, 2) == b"x\n"
+        shutil.rmtree(directory)
+        assert read_until_closed(sock) == b""
+    assert server.proc.wait(IO_TIMEOUT) == 1
+    assert "was deleted or moved" in server.log and "Traceback" not in server.log
