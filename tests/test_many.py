@@ -305,3 +305,19 @@ def test_the_directory_gone_stops_the_server_with_status_1(start_server, tmp_pat
         assert read_until_closed(sock) == b""
     assert server.proc.wait(IO_TIMEOUT) == 1
     assert "was deleted or moved" in server.log and "Traceback" not in server.log
+
+
+def test_follow_name_onto_a_fifo_ends_that_file_only(start_server, logdir):
+    server = start_server(logdir, "--follow-name", "--rotation-grace", "0.5")
+    with connect(server.port, b"a.log 0\n") as a, connect(server.port, b"b.log 0\n") as b:
+        assert read_exactly(a, 8) == b"one\ntwo\n"
+        assert read_exactly(b, 4) == b"bee\n"
+        os.rename(logdir / "a.log", logdir / "a.log.1")
+        os.mkfifo(logdir / "a.log")
+        assert read_until_closed(a) == b""
+        append(logdir / "b.log", b"on\n")
+        assert read_exactly(b, 3) == b"on\n"
+    # Either the new watch found the FIFO at once ("cannot follow the new ...")
+    # or it waited for the name and found it then ("still waiting for a regular file").
+    server.wait_log("a.log is not a regular file")
+    assert server.proc.poll() is None and "Traceback" not in server.log

@@ -64,6 +64,11 @@ class ServedFile(Placement):
     def _file_gone(self, _event) -> None:
         self.server.file_gone(self)
 
+    def stop(self) -> None:
+        """The new file of a rotation cannot be followed: this file's clients
+        end (the server goes on with the others)."""
+        self.server.file_gone(self)
+
     def client_ended(self, client: Client, why: Optional[BaseException]) -> None:
         self.server.client_ended(client, why)
         self.server.release(self, hold=False)
