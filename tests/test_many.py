@@ -321,3 +321,16 @@ def test_follow_name_onto_a_fifo_ends_that_file_only(start_server, logdir):
     # or it waited for the name and found it then ("still waiting for a regular file").
     server.wait_log("a.log is not a regular file")
     assert server.proc.poll() is None and "Traceback" not in server.log
+
+
+def test_an_unreadable_path_of_several_is_said_once(start_server, tmp_path, logdir):
+    os.mkfifo(tmp_path / "fifo.log")
+    server = start_server(logdir / "a.log", str(tmp_path / "fifo.log"))
+    for _ in range(3):
+        with connect(server.port, b"fifo.log 0\n") as sock:
+            assert read_until_closed(sock) == b""
+    with connect(server.port, b"a.log 0\n") as sock:
+        assert read_exactly(sock, 8) == b"one\ntwo\n"
+    log = server.wait_log("fifo.log is not a regular file")
+    assert log.count("not serving") == 1
+    assert log.count("rejected: no file named 'fifo.log' is served") == 3

@@ -241,10 +241,16 @@ class Catalog:
             self.names[name] = self.directory
             self._unreadable.discard(name)
             return True
-        if reason and name not in self._unreadable:
-            self._unreadable.add(name)
-            log.warning("not serving %s: %s", path, reason)
+        if reason:
+            self.unservable(name, reason)
         return False
+
+    def unservable(self, name: str, reason: str) -> None:
+        """Say once (until the name is served again) why ``name`` is not served."""
+        if name not in self._unreadable:
+            self._unreadable.add(name)
+            directory = self.names.get(name) or self.directory
+            log.warning("not serving %s: %s", os.path.join(directory, name), reason)
 
     def _unservable(self, path: str) -> Optional[str]:
         """Why ``path`` may not be served; "" when it is simply no regular

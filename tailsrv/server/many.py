@@ -162,7 +162,7 @@ class ManyServer(TailServer):
             try:
                 served.start()
             except OSError as error:
-                log.warning("cannot serve %s: %s", self.catalog.path(name), error)
+                self.catalog.unservable(name, error.strerror or str(error))
                 served.close()
                 return None
             self.open[name] = served
