@@ -16,15 +16,6 @@ from conftest import (IO_TIMEOUT, append, connect, read_exactly, read_until_clos
 from tailsrv.protocol import digest
 
 
-@pytest.fixture
-def logdir(tmp_path):
-    directory = tmp_path / "logs"
-    directory.mkdir()
-    (directory / "a.log").write_bytes(b"one\ntwo\n")
-    (directory / "b.log").write_bytes(b"bee\n")
-    return directory
-
-
 def listing(port: int) -> bytes:
     with connect(port, b"*\n") as sock:
         return read_until_closed(sock)
@@ -113,6 +104,7 @@ def test_a_file_created_later_is_served_at_once(start_server, logdir):
     wait_for(lambda: b"new.log 6\n" in listing(server.port))
     with connect(server.port, b"new.log 0\n") as sock:
         assert read_exactly(sock, 6) == b"fresh\n"
+    assert "now serving" in server.wait_log("new.log")
 
 
 def test_renamed_in_is_served_moved_out_or_deleted_ends_its_clients(start_server, logdir,
@@ -254,3 +246,91 @@ def test_follow_name_per_file(start_server, logdir):
             assert read_exactly(new, 4) == b"new\n"
         append(logdir / "b.log", b"b goes on\n")
         assert read_exactly(b, 10) == b"b goes on\n"
+    # Every client gone (noticed at the next append), the old file done with
+    # (rotation.KEEP, 10 s, after its last client): both files closed.
+    wait_for(lambda: append(logdir / "a.log", b"x\n") or not (
+        opened(server, logdir / "a.log") or opened(server, logdir / "a.log.1")),
+        timeout=30, interval=0.5)
+
+
+@pytest.mark.parametrize("follow_name", [False, True])
+def test_a_file_renamed_over_a_served_one(start_server, logdir, follow_name):
+    server = start_server(logdir, *(["--follow-name", "--rotation-grace", "0.5"]
+                                    if follow_name else []))
+    with connect(server.port, b"a.log 0\n") as old:
+        assert read_exactly(old, 8) == b"one\ntwo\n"
+        (logdir / "a.tmp").write_bytes(b"replacement\n")
+        os.rename(logdir / "a.tmp", logdir / "a.log")
+        assert read_until_closed(old) == b""
+    with connect(server.port, b"a.log 0\n") as new:
+        assert read_exactly(new, 12) == b"replacement\n"
+
+
+def test_ten_thousand_files_one_process_few_descriptors(start_server, tmp_path):
+    directory = tmp_path / "many"
+    directory.mkdir()
+    for n in range(10_000):
+        (directory / f"f{n:05d}.log").write_bytes(b"")
+    server = start_server(directory)
+    lines = listing(server.port).splitlines()
+    assert len(lines) == 10_000 and lines[0] == b"f00000.log 0"
+    assert server.open_fds() < 50  # no file is open: none has clients
+    with connect(server.port, b"f09999.log 0\n") as sock:
+        append(directory / "f09999.log", b"last\n")
+        append(directory / "f00000.log", b"first\n")
+        assert read_exactly(sock, 5) == b"last\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--glob", "*.log", "{a}"], "--glob and --follow-symlinks need PATH to be a directory"),
+    (["--follow-symlinks", "{a}", "{b}"], "need PATH to be a directory"),
+    (["{dir}", "{a}"], "not a directory among several PATHs"),
+])
+def test_usage_errors_of_several_files(logdir, args, message):
+    paths = {"a": str(logdir / "a.log"), "b": str(logdir / "b.log"), "dir": str(logdir)}
+    result = subprocess.run([script("tailsrv"), "-p", "1", *(a.format(**paths) for a in args)],
+                            capture_output=True, text=True, timeout=IO_TIMEOUT)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_directory_gone_stops_the_server_with_status_1(start_server, tmp_path):
+    directory = tmp_path / "gone"
+    directory.mkdir()
+    (directory / "x.log").write_bytes(b"x\n")
+    server = start_server(directory)
+    with connect(server.port, b"x.log 0\n") as sock:
+        assert read_exactly(sock, 2) == b"x\n"
+        shutil.rmtree(directory)
+        assert read_until_closed(sock) == b""
+    assert server.proc.wait(IO_TIMEOUT) == 1
+    assert "was deleted or moved" in server.log and "Traceback" not in server.log
+
+
+def test_follow_name_onto_a_fifo_ends_that_file_only(start_server, logdir):
+    server = start_server(logdir, "--follow-name", "--rotation-grace", "0.5")
+    with connect(server.port, b"a.log 0\n") as a, connect(server.port, b"b.log 0\n") as b:
+        assert read_exactly(a, 8) == b"one\ntwo\n"
+        assert read_exactly(b, 4) == b"bee\n"
+        os.rename(logdir / "a.log", logdir / "a.log.1")
+        os.mkfifo(logdir / "a.log")
+        assert read_until_closed(a) == b""
+        append(logdir / "b.log", b"on\n")
+        assert read_exactly(b, 3) == b"on\n"
+    # Either the new watch found the FIFO at once ("cannot follow the new ...")
+    # or it waited for the name and found it then ("still waiting for a regular file").
+    server.wait_log("a.log is not a regular file")
+    assert server.proc.poll() is None and "Traceback" not in server.log
+
+
+def test_an_unreadable_path_of_several_is_said_once(start_server, tmp_path, logdir):
+    os.mkfifo(tmp_path / "fifo.log")
+    server = start_server(logdir / "a.log", str(tmp_path / "fifo.log"))
+    for _ in range(3):
+        with connect(server.port, b"fifo.log 0\n") as sock:
+            assert read_until_closed(sock) == b""
+    with connect(server.port, b"a.log 0\n") as sock:
+        assert read_exactly(sock, 8) == b"one\ntwo\n"
+    log = server.wait_log("fifo.log is not a regular file")
+    assert log.count("not serving") == 1
+    assert log.count("rejected: no file named 'fifo.log' is served") == 3

@@ -15,20 +15,19 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def logdir(tmp_path):
-    directory = tmp_path / "logs"
-    directory.mkdir()
-    (directory / "a.log").write_bytes(b"one\ntwo\n")
-    (directory / "b c.log").write_bytes(b"bee\n")
-    return directory
+def spaced(logdir):
+    """``logdir`` with a name that needs encoding: ``b c.log``."""
+    (logdir / "b c.log").write_bytes(b"sea\n")
+    return logdir
 
 
-def test_follow_names_the_file_and_resumes_it(start_server, logdir):
+def test_follow_names_the_file_and_resumes_it(start_server, spaced):
+    logdir = spaced
     server = start_server(logdir)
     address = f"127.0.0.1:{server.port}"
-    assert list_files(address) == [("a.log", 8), ("b c.log", 4)]
+    assert list_files(address) == [("a.log", 8), ("b c.log", 4), ("b.log", 4)]
     chunks = follow(address, lines=-1, file="b c.log")
-    assert next(chunks) == b"bee\n"
+    assert next(chunks) == b"sea\n"
     server.kill()
     append(logdir / "b c.log", b"after restart\n")
     append(logdir / "a.log", b"not this\n")
@@ -42,12 +41,13 @@ def test_follow_names_the_file_and_resumes_it(start_server, logdir):
     server.wait_log("[b c.log] connected: header 4?#4:")
 
 
-def test_tscat_file_and_list(start_server, logdir, spawn):
+def test_tscat_file_and_list(start_server, spaced, spawn):
+    logdir = spaced
     server = start_server(logdir)
     address = f"127.0.0.1:{server.port}"
     listed = subprocess.run([script("tscat"), "--list", address], capture_output=True,
                             timeout=IO_TIMEOUT)
-    assert (listed.returncode, listed.stdout) == (0, b"a.log 8\nb%20c.log 4\n")
+    assert (listed.returncode, listed.stdout) == (0, b"a.log 8\nb%20c.log 4\nb.log 4\n")
     tscat = spawn(["tscat", "--file", "a.log", "--lines", "-1", "--no-reconnect", address])
     server.wait_log("[a.log] connected")
     append(logdir / "a.log", b"three\n")
@@ -58,7 +58,8 @@ def test_tscat_file_and_list(start_server, logdir, spawn):
     server.wait_log("name one")
 
 
-def test_tssync_file_and_all(start_server, logdir, tmp_path, spawn):
+def test_tssync_file_and_all(start_server, spaced, tmp_path, spawn):
+    logdir = spaced
     server = start_server(logdir)
     address = f"127.0.0.1:{server.port}"
     one = tmp_path / "one.log"
@@ -69,7 +70,7 @@ def test_tssync_file_and_all(start_server, logdir, tmp_path, spawn):
     (logdir / "later.log").write_bytes(b"late\n")
     for n in range(3):
         append(logdir / "a.log", b"%d\n" % n)
-    files = ("a.log", "b c.log", "later.log")
+    files = ("a.log", "b c.log", "b.log", "later.log")
 
     def mirrored():
         return all((mirrors / name).exists() and

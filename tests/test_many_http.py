@@ -12,15 +12,12 @@ from test_http import Client, header
 
 
 @pytest.fixture
-def logdir(tmp_path):
-    directory = tmp_path / "logs"
-    directory.mkdir()
-    (directory / "b.log").write_bytes(b"bee\n")
-    (directory / "a.log").write_bytes(b"one\ntwo\n")
-    (directory / "a b%.log").write_bytes(b"spaced\n")
-    os.mkfifo(directory / "pipe")
-    (directory / ".hidden").write_bytes(b"secret\n")
-    return directory
+def mixed(logdir):
+    """``logdir`` with a name that needs encoding, a FIFO and a hidden file."""
+    (logdir / "a b%.log").write_bytes(b"spaced\n")
+    os.mkfifo(logdir / "pipe")
+    (logdir / ".hidden").write_bytes(b"secret\n")
+    return logdir
 
 
 def serve(start_server, path, *args):
@@ -38,27 +35,27 @@ def files(port):
     return listed
 
 
-def test_files_lists_the_set_sorted_with_size_and_time(start_server, logdir):
-    _, port = serve(start_server, logdir)
+def test_files_lists_the_set_sorted_with_size_and_time(start_server, mixed):
+    _, port = serve(start_server, mixed)
     listed = files(port)
     assert [entry["name"] for entry in listed] == ["a b%.log", "a.log", "b.log"]
     assert [entry["size"] for entry in listed] == [7, 8, 4]
-    mtime = os.stat(logdir / "a.log").st_mtime
+    mtime = os.stat(mixed / "a.log").st_mtime
     assert abs(listed[1]["modified"] - mtime) < 1e-3
-    (logdir / "c.log").write_bytes(b"new\n")
+    (mixed / "c.log").write_bytes(b"new\n")
     wait_for(lambda: "c.log" in [entry["name"] for entry in files(port)])
 
 
-def test_stream_of_a_named_file_then_growth(start_server, logdir):
-    _, port = serve(start_server, logdir)
+def test_stream_of_a_named_file_then_growth(start_server, mixed):
+    _, port = serve(start_server, mixed)
     client = Client(port)
     response = client.get("/stream?file=a.log&start=-1l")
     assert response.status_code == 200
     assert header(response, "tailsrv-start") == "4"
     assert header(response, "tailsrv-name") == "a.log"
     assert client.body(4) == b"two\n"
-    append(logdir / "a.log", b"three\n")
-    append(logdir / "b.log", b"not this\n")
+    append(mixed / "a.log", b"three\n")
+    append(mixed / "b.log", b"not this\n")
     assert client.body(6) == b"three\n"
     spaced = Client(port)
     assert spaced.get("/stream?file=a%20b%25.log&start=0").status_code == 200
@@ -70,8 +67,8 @@ def test_stream_of_a_named_file_then_growth(start_server, logdir):
     "/stream?file=%2Fetc%2Fpasswd", "/stream?file=", "/stream?file=a.log%00",
     "/stream?file=pipe", "/stream?file=.hidden", "/stream",
 ])
-def test_anything_but_a_served_name_is_404(start_server, logdir, target):
-    server, port = serve(start_server, logdir)
+def test_anything_but_a_served_name_is_404(start_server, mixed, target):
+    server, port = serve(start_server, mixed)
     client = Client(port)
     response = client.get(target)
     assert response.status_code == 404

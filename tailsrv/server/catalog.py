@@ -86,6 +86,16 @@ class SharedWatch(FileWatch):
         if self.unnamed.is_set() and self.wd is None and self.fd is not None:
             self.wd = self.catalog.watch_inode(self)
 
+    def renamed_over(self) -> bool:
+        """Whether PATH now names another file than the one open (another was
+        renamed onto it: the directory's watch says only that a name appeared)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        mine = os.fstat(self.fd)
+        return (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino)
+
     def close(self) -> None:
         if self.wd is not None:
             self.catalog.forget_inode(self.wd)
@@ -231,10 +241,16 @@ class Catalog:
             self.names[name] = self.directory
             self._unreadable.discard(name)
             return True
-        if reason and name not in self._unreadable:
-            self._unreadable.add(name)
-            log.warning("not serving %s: %s", path, reason)
+        if reason:
+            self.unservable(name, reason)
         return False
+
+    def unservable(self, name: str, reason: str) -> None:
+        """Say once (until the name is served again) why ``name`` is not served."""
+        if name not in self._unreadable:
+            self._unreadable.add(name)
+            directory = self.names.get(name) or self.directory
+            log.warning("not serving %s: %s", os.path.join(directory, name), reason)
 
     def _unservable(self, path: str) -> Optional[str]:
         """Why ``path`` may not be served; "" when it is simply no regular
@@ -285,8 +301,9 @@ class Catalog:
             if self.directory is None:
                 if self.fixed.get(name) != directory:
                     continue
-            elif mask & (_APPEAR | _ATTRIB):
-                self._admit(name)
+            elif mask & (_APPEAR | _ATTRIB) and name not in self.names:
+                if self._admit(name):
+                    log.info("now serving %s", os.path.join(directory, name))
             elif mask & _VANISH and name in self.names:
                 del self.names[name]
                 log.info("%s is no longer served: it was %s", os.path.join(directory, name),
@@ -310,15 +327,18 @@ class Catalog:
         self._failed(error)
 
 
-def tell(watch: FileWatch, mask: int) -> None:
-    """Pass a change of its file's name on to the open file's watch: appeared,
-    grown, attributes changed (or deleted: its link count), renamed away or
-    deleted. A mask of -1 (events were lost) means all of them."""
+def tell(watch: SharedWatch, mask: int) -> None:
+    """Pass a change of its file's name on to the open file's watch: appeared
+    (perhaps renamed over the open one), grown, attributes changed (or
+    deleted: its link count), renamed away or deleted. A mask of -1 (events
+    were lost) means all of them."""
     if watch.fd is None:
         if mask & _APPEAR:
             watch.appeared()
         return
-    if mask & (_VANISH | _ATTRIB):
+    if mask & _APPEAR:
+        _tell(watch, lambda: watch.refresh(moved=watch.renamed_over()))
+    elif mask & (_VANISH | _ATTRIB):
         _tell(watch, lambda: watch.refresh(moved=bool(mask & _MOVED_FROM) and mask != -1))
     if mask & _MODIFY and watch.fd is not None and not watch.gone.is_set():
         _tell(watch, watch.grew)

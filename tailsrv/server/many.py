@@ -64,12 +64,21 @@ class ServedFile(Placement):
     def _file_gone(self, _event) -> None:
         self.server.file_gone(self)
 
+    def stop(self) -> None:
+        """The new file of a rotation cannot be followed: this file's clients
+        end (the server goes on with the others)."""
+        self.server.file_gone(self)
+
     def client_ended(self, client: Client, why: Optional[BaseException]) -> None:
         self.server.client_ended(client, why)
         self.server.release(self, hold=False)
 
     def truncations(self) -> int:
         return sum(fanout.watch.truncations for fanout in self.fanouts())
+
+    def retired(self) -> None:
+        """An old file is done: this file may be idle now."""
+        self.server.release(self, hold=False)
 
     def idle(self) -> bool:
         """Nobody reads the file, nor waits to: it may be closed."""
@@ -153,7 +162,7 @@ class ManyServer(TailServer):
             try:
                 served.start()
             except OSError as error:
-                log.warning("cannot serve %s: %s", self.catalog.path(name), error)
+                self.catalog.unservable(name, error.strerror or str(error))
                 served.close()
                 return None
             self.open[name] = served
@@ -162,13 +171,14 @@ class ManyServer(TailServer):
 
     def release(self, placement: Placement, hold: bool = True) -> None:
         """Let go of a `lookup`'s hold (or, ``hold`` false, a client ended):
-        a file nobody reads any more is closed, once the callback that got
-        here is over (it may be the fanout's own pass)."""
+        a file nobody reads any more is closed, in a greenlet of its own: not
+        in the callback that got here (it may be the fanout's own pass), and
+        closing may wait (for its rotation's greenlets to end)."""
         served = placement
         if hold:
             served.holds -= 1
         if served.idle():
-            self.loop.run_callback(self._close_idle, served)
+            gevent.spawn(self._close_idle, served)
 
     def _close_idle(self, served: ServedFile) -> None:
         if served.idle():

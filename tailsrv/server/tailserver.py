@@ -153,6 +153,9 @@ class TailServer(AcceptBackoff, RawAccept, Placement):
         """The watch of the file that replaced the one served (`Rotation`)."""
         return RotatingWatch(path)
 
+    def retired(self) -> None:
+        """An old file of ``follow_name`` was closed, its clients done (`Rotation`)."""
+
     def release(self, placement: Placement) -> None:
         """A request `lookup` gave ``placement`` for has joined its file or
         failed (a server of several files closes a file nobody reads)."""
