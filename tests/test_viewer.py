@@ -369,23 +369,24 @@ def test_screenshot(viewer, logfile, tmp_path):
 
 
 @pytest.fixture
-def logdir(tmp_path):
-    directory = tmp_path / "logs"
+def logs(tmp_path):
+    """A directory of two files for the pages of several files."""
+    directory = tmp_path / "viewed"
     directory.mkdir()
     (directory / "a.log").write_text("alpha 1\nalpha 2\n")
     (directory / "b.log").write_text("".join(f"beta {i}\n" for i in range(300)))
     return directory
 
 
-def test_file_list_opens_files_and_shows_new_ones(viewer, logdir):
-    page, _ = viewer(path=logdir, ready="() => document.querySelectorAll('#files tr').length === 2")
+def test_file_list_opens_files_and_shows_new_ones(viewer, logs):
+    page, _ = viewer(path=logs, ready="() => document.querySelectorAll('#files tr').length === 2")
     assert page.is_hidden("#log") and page.is_hidden("#filter")
     rows = page.eval_on_selector_all("#files tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
     assert [row[1:3] for row in rows] == [["a.log", "16 B"], ["b.log", "2.5 KiB"]]
     assert all(row[3].endswith(" s ago") for row in rows)
     assert page.inner_text("#status") == "2 files"
     new = "0 <img src=x onerror=alert(1)> & 100%.log"  # created while the page is open; not markup, nor a URL
-    (logdir / new).write_text("fresh\n")
+    (logs / new).write_text("fresh\n")
     page.wait_for_function("() => document.querySelectorAll('#files tr').length === 3")
     assert page.inner_text("#files tr:first-child a") == new
     assert page.query_selector("#files img") is None
@@ -393,22 +394,22 @@ def test_file_list_opens_files_and_shows_new_ones(viewer, logdir):
     page.wait_for_function(FOLLOWING)
     assert page.evaluate("new URL(location).searchParams.getAll('file')") == [new]
     assert shown(page) == ["fresh"] and page.title() == new
-    append(logdir / new, b"more\n")
+    append(logs / new, b"more\n")
     page.wait_for_function("() => document.querySelector('#log .line:last-child').textContent === 'more'")
     assert page.is_visible("#all")
     page.select_option("#switch", "b.log")  # switching files
     page.wait_for_url("**/?file=b.log")
     page.wait_for_function(FOLLOWING)
     assert shown(page) == [f"beta {i}" for i in range(300)] and page.title() == "b.log"
-    (logdir / new).unlink()
+    (logs / new).unlink()
     page.click("#all")
     page.wait_for_function("() => document.querySelectorAll('#files tr').length === 2")
 
 
-def test_merged_view_interleaves_lines_marked_with_their_file(viewer, logdir):
+def test_merged_view_interleaves_lines_marked_with_their_file(viewer, logs):
     both = "() => { const p = document.getElementById('log').dataset.positions;" \
            " return p && !Object.values(JSON.parse(p)).includes(null); }"
-    page, _ = viewer("?file=a.log&file=b.log&lines=2", path=logdir, ready=both)
+    page, _ = viewer("?file=a.log&file=b.log&lines=2", path=logs, ready=both)
     assert page.title() == "a.log + b.log"
     marked = "rows => rows.map(r => [r.dataset.file, r.querySelector('.tag').textContent, r.textContent.slice(r.firstChild.textContent.length)])"
     page.wait_for_function("() => document.querySelectorAll('#log .line').length === 4")
@@ -416,13 +417,13 @@ def test_merged_view_interleaves_lines_marked_with_their_file(viewer, logdir):
     assert sorted(first) == [["a.log", "a.log", "alpha 1"], ["a.log", "a.log", "alpha 2"],
                              ["b.log", "b.log", "beta 298"], ["b.log", "b.log", "beta 299"]]
     for n, (name, text) in enumerate([("a.log", "a new"), ("b.log", "b new"), ("a.log", "a again")]):
-        append(logdir / name, f"{text}\n".encode())
+        append(logs / name, f"{text}\n".encode())
         page.wait_for_function(f"() => document.querySelectorAll('#log .line').length === {5 + n}")
     assert page.eval_on_selector_all("#log .line", marked)[4:] == [
         ["a.log", "a.log", "a new"], ["b.log", "b.log", "b new"], ["a.log", "a.log", "a again"]]
-    append(logdir / "b.log", b"half")  # each file's unfinished line is its own
+    append(logs / "b.log", b"half")  # each file's unfinished line is its own
     page.wait_for_function("() => document.querySelector('#log .pending') !== null")
-    append(logdir / "a.log", b"whole\n")
+    append(logs / "a.log", b"whole\n")
     page.wait_for_function("() => document.querySelector('#log .line:not(.pending):nth-last-child(2)')"
                            ".textContent.endsWith('whole')")
     assert page.eval_on_selector("#log .pending", "r => r.dataset.file") == "b.log"
@@ -432,22 +433,22 @@ def test_merged_view_interleaves_lines_marked_with_their_file(viewer, logdir):
         "a.log: a again", "a.log: whole"]
 
 
-def test_merged_view_resumes_each_file_exactly(viewer, logdir):
-    page, server = viewer("?file=a.log&file=b.log", path=logdir,
+def test_merged_view_resumes_each_file_exactly(viewer, logs):
+    page, server = viewer("?file=a.log&file=b.log", path=logs,
                           ready="() => document.getElementById('status').textContent === 'live'")
     positions = "() => JSON.stringify(JSON.parse(document.getElementById('log').dataset.positions))"
-    expected = lambda: json.dumps({name: (logdir / name).stat().st_size for name in ("a.log", "b.log")},
+    expected = lambda: json.dumps({name: (logs / name).stat().st_size for name in ("a.log", "b.log")},
                                   separators=(",", ":"))
     page.wait_for_function(f"() => ({positions})() === {expected()!r}")
     server.kill()
     page.wait_for_function("() => document.getElementById('status').classList.contains('bad')")
-    append(logdir / "a.log", b"a while down\npartial")
-    append(logdir / "b.log", b"b while down\n")
+    append(logs / "a.log", b"a while down\npartial")
+    append(logs / "b.log", b"b while down\n")
     server.restart()
-    append(logdir / "a.log", b" line\n")
+    append(logs / "a.log", b" line\n")
     page.wait_for_function(f"() => ({positions})() === {expected()!r}")
     for name in ("a.log", "b.log"):
         rows = page.eval_on_selector_all(f"#log .line[data-file='{name}']",
                                          "rs => rs.map(r => r.textContent.slice(r.firstChild.textContent.length))")
-        assert rows == (logdir / name).read_text().splitlines()
+        assert rows == (logs / name).read_text().splitlines()
     page.wait_for_function("() => document.getElementById('status').textContent === 'live'")
