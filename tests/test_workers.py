@@ -27,15 +27,16 @@ def worker_pids(log: str) -> Dict[int, int]:
             re.findall(r"workers: worker (\d+) started \(pid (\d+)\)", log)}
 
 
-def clients_on_every_worker(server, workers: int, header: bytes = b"0\n",
+def clients_on_every_worker(server, workers: int, content: bytes = CONTENT,
                             most: int = 200) -> List[socket.socket]:
     """Connect clients until each worker has logged one: the kernel, not we,
     chooses the worker of a connection."""
     clients: List[socket.socket] = []
+    start = len(server.log)  # connections from now on
     for _ in range(most):
-        clients.append(connect(server.port, header))
-        read_exactly(clients[-1], len(CONTENT))
-        on = set(re.findall(r"INFO worker (\d+): \S+ connected", server.log))
+        clients.append(connect(server.port))
+        assert read_exactly(clients[-1], len(content)) == content
+        on = set(re.findall(r"INFO worker (\d+): \S+ connected", server.log[start:]))
         if len(on) == workers and len(clients) > workers:
             return clients
     raise AssertionError(f"{most} clients all went to workers {on}:\n{server.log}")
@@ -191,3 +192,41 @@ def test_ready_once_every_worker_is_and_stopping(logfile, start_server, tmp_path
         notify.settimeout(0.5)  # the workers' own notifications went to the parent
         with pytest.raises(socket.timeout):
             notify.recv(4096)
+
+
+def test_http_and_follow_name_with_workers(tmp_path, logfile, start_server):
+    """Each worker serves HTTP on the shared --http socket, and each follows
+    PATH across a rotation: new clients, whichever worker takes them, get the
+    new file."""
+    http = free_port()
+    server = start_server(logfile, "--workers", "2", "--follow-name",
+                          "--http", f"127.0.0.1:{http}")
+    for _ in range(4):
+        request = urllib.request.Request(f"http://127.0.0.1:{http}/stream?start=0")
+        with urllib.request.urlopen(request, timeout=IO_TIMEOUT) as response:
+            assert response.read(len(CONTENT)) == CONTENT
+    logfile.rename(tmp_path / "app.log.1")
+    logfile.write_bytes(b"new file\n")
+    for number in (1, 2):  # each worker follows the new file
+        wait_for(lambda: server.log.count(f"worker {number}: following") == 2)
+    clients = clients_on_every_worker(server, 2, content=b"new file\n")
+    for client in clients:
+        client.close()
+    assert server.terminate() == 0
+
+
+def test_max_clients_is_per_worker(logfile, start_server):
+    server = start_server(logfile, "--workers", "2", "--max-clients", "1")
+    clients, served = [], 0
+    for _ in range(12):
+        clients.append(connect(server.port))
+        try:
+            served += read_exactly(clients[-1], len(CONTENT)) == CONTENT
+        except (EOFError, ConnectionResetError):
+            pass
+    on = set(re.findall(r"INFO worker (\d+): \S+ connected", server.log))
+    assert served == len(on) <= 2  # one client per worker, the others refused
+    assert "refused: already serving 1 clients (--max-clients)" in server.log
+    for client in clients:
+        client.close()
+    assert server.terminate() == 0
