@@ -177,8 +177,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return launch(workers, args, listeners, where, metrics_listener, header_timeout,
                       max_clients, grace, http_listener, credentials)
     except OSError as error:
-        log.error("%s", error.strerror if error.filename is None and error.strerror
-                  else error)
+        log_runtime_error(error)
         for listener in listeners:
             listener.close()
         return 1
@@ -213,7 +212,22 @@ def launch(workers: int, *settings) -> int:
     if workers == 1:
         return run(*settings)
     metrics = settings[3] is not None
-    return supervise(workers, lambda worker: run(*settings, worker=worker), metrics)
+    return supervise(workers, lambda worker: _worker(settings, worker), metrics)
+
+
+def _worker(settings, worker: Worker) -> int:
+    """`run` in one of the processes of ``--workers``: a runtime error (the
+    file cannot be followed) is one line in the log and status 1, as in `main`."""
+    try:
+        return run(*settings, worker=worker)
+    except OSError as error:
+        log_runtime_error(error)
+        return 1
+
+
+def log_runtime_error(error: OSError) -> None:
+    """The one line a runtime error gets in the log."""
+    log.error("%s", error.strerror if error.filename is None and error.strerror else error)
 
 
 def run(args, listeners: List[socket.socket], where: str,

@@ -34,7 +34,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import gevent
 
