@@ -107,9 +107,9 @@ from docopt import DocoptExit, docopt
 
 import tailsrv
 
-from .logs import BatchingHandler, cheap_records, only_handler
+from .logs import BatchingHandler, cheap_records, only_handler, tag_lines
 from .ops.systemd import journal_handler, listen_fds, notify
-from .ops.workers import Worker, supervise, worker_count
+from .ops.workers import PARENT_TAG, Worker, supervise, worker_count
 from .server.accept import raise_open_files_limit
 from .server.listeners import (Bind, describe, inherited_listener, open_listener, parse_bind,
                                parse_host_port, remove_socket_file, tcp_listener)
@@ -154,6 +154,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if not setup_logging(level, args["--journald"]):
         return 1
+    if workers > 1:  # from the first line on: the parent's lines say so
+        tag_lines(PARENT_TAG)
     raise_open_files_limit()
     listeners: List[socket.socket] = []
     owned: List[str] = []  # unix socket files to remove at exit

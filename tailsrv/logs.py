@@ -130,7 +130,9 @@ def tag_lines(tag: str) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler.formatter, SecondsCache):
             handler.formatter.tag = tag
-        else:  # the journal's handlers
+        else:  # the journal's handlers: this tag instead of the parent's
+            for old in [f for f in handler.filters if isinstance(f, _Tag)]:
+                handler.removeFilter(old)
             handler.addFilter(_Tag(tag))
 
 

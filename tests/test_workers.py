@@ -3,6 +3,8 @@ them running, and what they do together (metrics totals, systemd)."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
 import signal
@@ -15,6 +17,7 @@ import pytest
 from conftest import IO_TIMEOUT, append, connect, free_port, read_exactly, script, wait_for
 from test_activation import activated_server
 
+from tailsrv.logs import BatchingHandler, tag_lines
 from tailsrv.ops.workers import worker_count
 
 CONTENT = b"hello\nworld\n"
@@ -47,6 +50,21 @@ def test_worker_count():
     for bad in ("0", "-1", "x", ""):
         with pytest.raises(ValueError):
             worker_count(bad)
+
+
+def test_tag_lines_tags_every_line_once(monkeypatch):
+    """The worker's tag replaces the parent's, on our handler and the journal's."""
+    batching, plain = BatchingHandler(io.StringIO()), logging.StreamHandler(io.StringIO())
+    monkeypatch.setattr(logging.getLogger(), "handlers", [batching, plain])
+    tag_lines("workers: ")
+    tag_lines("worker 2: ")
+
+    def record() -> logging.LogRecord:
+        return logging.LogRecord("tailsrv", logging.INFO, __file__, 1, "hi %s", ("you",), None)
+    plain.handle(record())
+    assert plain.stream.getvalue() == "worker 2: hi you\n"
+    assert batching.format(record()).endswith(" INFO worker 2: hi you")
+    assert batching.formatter.line("INFO", "hi", 0.0).endswith(" INFO worker 2: hi")
 
 
 def test_bad_workers_is_a_usage_error(logfile):
@@ -99,6 +117,13 @@ def test_a_killed_worker_is_restarted_and_its_client_resumes(logfile, start_serv
     server.wait_log(f"workers: worker {number} (pid {pid}) was killed by SIGKILL")
     wait_for(lambda: worker_pids(server.log)[number] != pid)
     wait_for(lambda: re.search(rf"worker {number} ready again", server.log))
+    again = worker_pids(server.log)[number]  # killed soon again: a longer pause
+    os.kill(again, signal.SIGKILL)
+    server.wait_log(f"workers: worker {number} (pid {again}) was killed by SIGKILL")
+    assert re.search(rf"pid {again}\) was killed by SIGKILL after [\d.]+ s; restarting it "
+                     r"in 0\.2 s", server.log)
+    wait_for(lambda: worker_pids(server.log)[number] != again)
+    wait_for(lambda: server.log.count(f"worker {number} ready again") == 2)
     more = b"".join(b"after %d\n" % i for i in range(500))
     append(logfile, more)
     wait_for(lambda: out.read_bytes() == CONTENT + more)  # nothing lost, nothing twice
@@ -234,3 +259,30 @@ def test_a_runtime_error_in_the_workers_is_one_line_and_status_1(tmp_path):
     assert "Traceback" not in proc.stderr
     assert re.search(r"ERROR worker \d: cannot follow .*app.log", proc.stderr), proc.stderr
     assert "workers: all workers stopped" in proc.stderr
+
+
+def test_workers_on_a_unix_socket(tmp_path, logfile):
+    path = tmp_path / "tailsrv.sock"
+    proc = subprocess.Popen([script("tailsrv"), "--bind", f"unix:{path}", "--workers", "2",
+                             str(logfile)], stdin=subprocess.DEVNULL,
+                            stderr=open(tmp_path / "log", "wb"))
+    try:
+        wait_for(lambda: "all 2 workers ready" in (tmp_path / "log").read_text())
+        on = set()
+        for _ in range(200):
+            with socket.socket(socket.AF_UNIX) as client:
+                client.settimeout(IO_TIMEOUT)
+                client.connect(str(path))
+                client.sendall(b"0\n")
+                assert read_exactly(client, len(CONTENT)) == CONTENT
+            on = set(re.findall(r"INFO worker (\d): \S+ connected", (tmp_path / "log").read_text()))
+            if on == {"1", "2"}:
+                break
+        assert on == {"1", "2"}
+        proc.terminate()
+        assert proc.wait(IO_TIMEOUT) == 0
+        assert not path.exists()  # the parent removes the socket file it made
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(IO_TIMEOUT)

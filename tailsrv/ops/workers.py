@@ -60,6 +60,9 @@ STEADY_SECONDS = 30.0
 #: (a worker's own stop takes about a second: `TailServer.stop_timeout`).
 STOP_TIMEOUT = 10.0
 
+#: What the parent's log lines begin with; a worker's begin ``worker N: ``.
+PARENT_TAG = "workers: "
+
 #: The signals passed on to the workers.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -282,8 +285,8 @@ class Supervisor:
 
 def supervise(count: int, work: Callable[[Worker], int], metrics: bool) -> int:
     """Serve with ``count`` worker processes, each running ``work(worker)``
-    (the single-process server); return the exit status (see the banner)."""
-    logs.tag_lines("workers: ")
+    (the single-process server); return the exit status (see the banner).
+    The parent's log lines begin with `PARENT_TAG` (`logs.tag_lines`)."""
     return Supervisor(count, work, metrics).run()
 
 
