@@ -157,6 +157,7 @@ def follow_crowd(work: Path, clients: int = 100000, rounds: int = 10, append: in
             pss_connected = tree_figure(server, "smaps_rollup", "Pss")
             rss_connected = tree_figure(server, "status", "VmRSS")
             delivery: List[float] = []
+            cpu = tree_cpu(server)
             for _ in range(rounds if all(h[2] for h in hellos) else 0):
                 goal = file.size + append
                 for _pid, conn in parts:
@@ -170,6 +171,7 @@ def follow_crowd(work: Path, clients: int = 100000, rounds: int = 10, append: in
                 if sum(a[0] for a in answers) < clients:
                     break
                 delivery.append(max(a[1] for a in answers) - appended)
+            cpu = tree_cpu(server) - cpu
             ends = []
             for _pid, conn in parts:
                 conn.send(("end", file.size))
@@ -200,6 +202,7 @@ def follow_crowd(work: Path, clients: int = 100000, rounds: int = 10, append: in
             "server RSS with clients (sum over processes)": mib(rss_connected),
             "server fds (all processes)": tree_fds(server),
             "server CPU time (all processes)": f"{tree_cpu(server):.1f} s",
+            "server CPU per append (all processes)": f"{cpu / max(len(delivery), 1):.2f} s",
         })
         result.check(len(delivery) == rounds, f"{rounds - len(delivery)} appends not delivered")
     return result
