@@ -40,7 +40,12 @@ Options:
                                file is removed at exit; unix:@NAME is an
                                abstract socket).
   --max-clients N              Serve at most N connections at once; more are
-                               accepted, logged and closed at once.
+                               accepted, logged and closed at once (N for
+                               each process of --workers).
+  --workers N                  Serve with N processes on the same sockets (auto:
+                               one per core), each with its own clients; a
+                               parent restarts one that is killed. See
+                               docs/operations.md [default: 1].
   --metrics ADDR:PORT          Serve Prometheus metrics over HTTP at
                                http://ADDR:PORT/metrics (127.0.0.1:9100,
                                [::1]:9100, or :9100 for every interface).
@@ -117,8 +122,9 @@ from docopt import DocoptExit, docopt
 
 import tailsrv
 
-from .logs import BatchingHandler, cheap_records, only_handler
+from .logs import BatchingHandler, cheap_records, only_handler, tag_lines
 from .ops.systemd import journal_handler, listen_fds, notify
+from .ops.workers import PARENT_TAG, Worker, supervise, worker_count
 from .server.accept import raise_open_files_limit
 from .server.listeners import (Bind, describe, inherited_listener, open_listener, parse_bind,
                                parse_host_port, remove_socket_file, tcp_listener)
@@ -151,6 +157,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                              "clients")
         level = _choice(args["--log-level"], LOG_LEVELS, "--log-level")
         _check_paths(args["PATH"], args["--glob"], args["--follow-symlinks"])
+        workers = _parsed(worker_count, args["--workers"], "--workers")
         activated = listen_fds()
         if port is None and not activated and not (binds and all(b.unix for b in binds)):
             raise UsageError("-p PORT is required, unless every --bind is unix:PATH "
@@ -163,6 +170,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if not setup_logging(level, args["--journald"]):
         return 1
+    if workers > 1:  # from the first line on: the parent's lines say so
+        tag_lines(PARENT_TAG)
     raise_open_files_limit()
     listeners: List[socket.socket] = []
     owned: List[str] = []  # unix socket files to remove at exit
@@ -183,11 +192,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         where = ", ".join(describe(listener) for listener in listeners)
         if not activated and not binds:  # as the original says it
             where = f"port {port} ({where})"
-        return run(args, listeners, where, metrics_listener, header_timeout, max_clients,
-                   grace, http_listener, credentials)
+        return launch(workers, args, listeners, where, metrics_listener, header_timeout,
+                      max_clients, grace, http_listener, credentials)
     except OSError as error:
-        log.error("%s", error.strerror if error.filename is None and error.strerror
-                  else error)
+        log_runtime_error(error)
         for listener in listeners:
             listener.close()
         return 1
@@ -216,13 +224,38 @@ def _listen_extra(address: Tuple[str, int], what: str) -> socket.socket:
                       f"{error.strerror or error}") from None
 
 
+def launch(workers: int, *settings) -> int:
+    """`run` the server in this process, or with ``--workers`` in that many
+    processes under a parent (`tailsrv.ops.workers`); the exit status."""
+    if workers == 1:
+        return run(*settings)
+    metrics = settings[3] is not None
+    return supervise(workers, lambda worker: _worker(settings, worker), metrics)
+
+
+def _worker(settings, worker: Worker) -> int:
+    """`run` in one of the processes of ``--workers``: a runtime error (the
+    file cannot be followed) is one line in the log and status 1, as in `main`."""
+    try:
+        return run(*settings, worker=worker)
+    except OSError as error:
+        log_runtime_error(error)
+        return 1
+
+
+def log_runtime_error(error: OSError) -> None:
+    """The one line a runtime error gets in the log."""
+    log.error("%s", error.strerror if error.filename is None and error.strerror else error)
+
+
 def run(args, listeners: List[socket.socket], where: str,
         metrics_listener: Optional[socket.socket], header_timeout: float,
         max_clients: Optional[int], grace: float,
         http_listener: Optional[socket.socket] = None,
-        credentials: Optional[bytes] = None) -> int:
+        credentials: Optional[bytes] = None, worker: Optional[Worker] = None) -> int:
     """Follow the file, serve on ``listeners`` (described by ``where`` in the
-    log) and ``http_listener``, and return the exit status."""
+    log) and ``http_listener``, and return the exit status. ``worker``: this
+    is one of the processes of ``--workers``."""
     path = " ".join(args["PATH"])
     server = _server(args, listeners, linger=args["--linger-after-file-is-gone"],
                      header_timeout=header_timeout, max_clients=max_clients,
@@ -243,7 +276,9 @@ def run(args, listeners: List[socket.socket], where: str,
         # Imported only when asked for: prometheus_client and gevent's WSGI
         # server are 10 MiB, a third of a server with a thousand clients.
         from .ops.metrics import MetricsServer
-        metrics = MetricsServer(metrics_listener, server)
+        metrics = (MetricsServer(metrics_listener, server) if worker is None else
+                   MetricsServer(metrics_listener, server, worker.metrics_listener,
+                                 worker.metrics_peers))
         metrics.start()
         log.info("metrics at http://%s/metrics", describe(metrics_listener))
     try:

@@ -32,6 +32,8 @@ class SecondsCache(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(LINE_FORMAT)
+        #: Put before every message: which worker wrote it (`tag_lines`).
+        self.tag = ""
         self._second = -1
         self._stamp = ""
 
@@ -40,16 +42,19 @@ class SecondsCache(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.exc_text or record.stack_info:
-            return super().format(record)
+            line = super().format(record)
+            head = f"{record.asctime} {record.levelname} "
+            return head + self.tag + line[len(head):]
         record.message = record.getMessage()
-        return "%s %s %s" % (self.formatTime(record), record.levelname, record.message)
+        return "%s %s %s%s" % (self.formatTime(record), record.levelname, self.tag,
+                               record.message)
 
     def line(self, level: str, message: str, created: float) -> str:
         """The line `format` makes of a record of ``level`` and ``message``
         made at ``created``, without the record."""
         second = int(created)
-        return "%s,%03d %s %s" % (self._second_stamp(second), (created - second) * 1000,
-                                  level, message)
+        return "%s,%03d %s %s%s" % (self._second_stamp(second), (created - second) * 1000,
+                                    level, self.tag, message)
 
     def _second_stamp(self, second: int) -> str:
         if second != self._second:
@@ -105,6 +110,30 @@ def cheap_records() -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+
+
+class _Tag(logging.Filter):
+    """Puts a tag before the message of every record a handler writes."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self.tag = tag
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = f"{self.tag}{record.msg}"
+        return True
+
+
+def tag_lines(tag: str) -> None:
+    """Begin the message of every line this process logs with ``tag``: which
+    of the processes of ``--workers`` wrote it (``worker 2: ``)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, SecondsCache):
+            handler.formatter.tag = tag
+        else:  # the journal's handlers: this tag instead of the parent's
+            for old in [f for f in handler.filters if isinstance(f, _Tag)]:
+                handler.removeFilter(old)
+            handler.addFilter(_Tag(tag))
 
 
 #: The command line's handler, once it is the process's only one (`info`).

@@ -1,10 +1,12 @@
 """systemd socket activation: parsing $LISTEN_FDS, and the real console script
 started with a listening socket passed the way systemd passes it."""
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+from typing import Iterator
 
 import pytest
 from conftest import IO_TIMEOUT, read_exactly, script, wait_for
@@ -44,6 +46,21 @@ os.execv(sys.argv[2], sys.argv[2:])
 """
 
 
+@contextlib.contextmanager
+def activated_server(listener: socket.socket, *args: str, log_path) -> Iterator[subprocess.Popen]:
+    """`activated`, its stderr to ``log_path``, killed at the end if still running;
+    ``listener`` is closed here (the server holds the only copy)."""
+    with open(log_path, "wb") as log:
+        proc = activated(listener, *args, log=log)
+    listener.close()
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(IO_TIMEOUT)
+
+
 def activated(listener: socket.socket, *args: str, log) -> subprocess.Popen:
     env = dict(os.environ, LISTEN_FDS="1", LISTEN_FDNAMES="tailsrv.socket")
     return subprocess.Popen(
@@ -57,10 +74,7 @@ def test_serves_on_the_passed_socket(tmp_path, logfile, options):
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     log_path = tmp_path / "tailsrv.log"
-    with open(log_path, "wb") as log:
-        proc = activated(listener, *options, str(logfile), log=log)
-    listener.close()  # the server holds the only copy now
-    try:
+    with activated_server(listener, *options, str(logfile), log_path=log_path) as proc:
         wait_for(lambda: "listening on" in log_path.read_text())
         with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as client:
             client.sendall(b"0\n")
@@ -71,7 +85,3 @@ def test_serves_on_the_passed_socket(tmp_path, logfile, options):
         assert f"systemd passed fd 3 (tailsrv.socket): 127.0.0.1:{port}" in text
         proc.terminate()
         assert proc.wait(IO_TIMEOUT) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(IO_TIMEOUT)

@@ -18,7 +18,8 @@ from tailsrv.protocol import BadHeader, HeaderReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from soaklib import clients, faults, files, limits, load, report, rotation, server  # noqa: E402
+from soaklib import (clients, crowd, faults, files, limits, load, report, rotation,  # noqa: E402
+                     server)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -66,6 +67,15 @@ def test_hostile_payloads_are_bad_headers(kind):
 
 def test_concurrent_followers(tmp_path):
     assert not failures(load.follow_clients(tmp_path, clients=300, rounds=3))
+
+
+def test_a_crowd_over_client_processes_and_workers(tmp_path):
+    """The crowd case, small: followers forked over two client processes on
+    their own source addresses, tailsrv with two workers."""
+    result = crowd.follow_crowd(tmp_path, clients=600, rounds=2)
+    assert not failures(result)
+    assert "127.0.0.2 to 127.0.0.3" in result.figures["client processes (source addresses)"]
+    assert result.figures["server fds (all processes)"] > 600
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,10 @@ RECV = 256 * 1024
 #: are not dropped and retried a second later.
 WAVE = 1000
 
+#: ``IP_BIND_ADDRESS_NO_PORT`` (linux/in.h): bind a source address without
+#: taking one of its ports until connect, where the 4-tuple must be free.
+IP_BIND_ADDRESS_NO_PORT = 24
+
 #: SO_LINGER on with a zero timeout: close() sends a RST instead of a FIN.
 LINGER_RST = struct.pack("ii", 1, 0)
 
@@ -94,6 +98,9 @@ class Client:
     rcvbuf: Optional[int] = None
     #: What to wait for once connected: reading, or nothing at all.
     listen = selectors.EVENT_READ
+    #: The loopback address to connect from, or None for the kernel's choice
+    #: (the `crowd` case: each address has its own ephemeral ports).
+    source: Optional[str] = None
 
     def __init__(self, loop: Loop, port: int, header: bytes,
                  ended: Optional[Callable[["Client"], None]] = None) -> None:
@@ -108,6 +115,9 @@ class Client:
         self.sock.setblocking(False)
         if self.rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        if self.source:  # the port is chosen at connect (IP_BIND_ADDRESS_NO_PORT)
+            self.sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            self.sock.bind((self.source, 0))
         self.events, self.connected, self.opened = 0, False, time.monotonic()
         self.loop.clients.add(self)
         error = self.sock.connect_ex(("127.0.0.1", self.port))

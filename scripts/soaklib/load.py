@@ -40,22 +40,33 @@ def follow_clients(work: Path, clients: int = 19000, rounds: int = 10,
                 break
             delivery.append(progress.latency)
         complete = sum(1 for f in followers if f.offset == file.size)
+        result.figures["clients connected"] = (f"{sum(f.connected for f in followers):,} "
+                                               f"in {connect:.1f} s")
+        delivered(result, tally, clients, complete, f"{rounds} x {append} B after {initial} B",
+                  delivery)
         result.figures.update({
-            "clients connected": f"{sum(f.connected for f in followers):,} in {connect:.1f} s",
-            "appends": f"{rounds} x {append} B after {initial} B",
-            "clients with every byte, in order": f"{complete:,} / {clients:,}",
-            "bytes verified": f"{tally['bytes verified']:,}",
-            "mismatches": tally["mismatches"],
-            "connections ended by the server": tally["ended by the server"],
-            "append to last client": spread(delivery),
             "server RSS idle / with clients": f"{mib(rss_before)} / {mib(rss_connected)}",
             "RSS per client": f"{(rss_connected - rss_before) / clients / 1024:.1f} KiB",
             "server peak RSS (VmHWM)": mib(server.memory("VmHWM")),
             "server fds": server.fds(),
         })
-        result.check(complete == clients, f"{clients - complete} clients missed bytes")
-        result.check(not tally["mismatches"], f"{tally['mismatches']} mismatches")
     return result
+
+
+def delivered(result: Result, tally: Tally, clients: int, complete: int, appends: str,
+              delivery: List[float]) -> None:
+    """The figures and checks of a case of followers (`follow_clients`, the
+    crowd case): ``complete`` of ``clients`` got every byte in order."""
+    result.figures.update({
+        "appends": appends,
+        "clients with every byte, in order": f"{complete:,} / {clients:,}",
+        "bytes verified": f"{tally['bytes verified']:,}",
+        "mismatches": tally["mismatches"],
+        "connections ended by the server": tally["ended by the server"],
+        "append to last client": spread(delivery),
+    })
+    result.check(complete == clients, f"{clients - complete} clients missed bytes")
+    result.check(not tally["mismatches"], f"{tally['mismatches']} mismatches")
 
 
 def fd_exhaustion(work: Path, clients: int = 1000, nofile: int = 256,

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from .crowd import follow_crowd
 from .faults import churn, hostile_headers, kill_and_restart
 from .load import fd_exhaustion, follow_clients, slowloris, stalled_readers
 from .report import MiB, Result, report
@@ -27,7 +28,11 @@ CASES: Dict[str, Callable[..., Result]] = {
     "kill9": kill_and_restart,
     "stalled": stalled_readers,
     "rotation": rotation,
+    "crowd": follow_crowd,
 }
+
+#: Cases run only when named in --only: ``crowd`` takes the whole machine.
+ON_REQUEST = ("crowd",)
 
 #: Counts for --quick: a couple of minutes in all.
 QUICK: Dict[str, dict] = {
@@ -38,6 +43,7 @@ QUICK: Dict[str, dict] = {
     "churn": dict(duration=15.0),
     "kill9": dict(mirrors=5, kills=2, interval=1.5),
     "stalled": dict(stalled=50, active=5, total=64 * MiB),
+    "crowd": dict(clients=4000, rounds=3),
     "rotation": dict(rotations=4, clients=6, interval=1.0),
 }
 
@@ -53,7 +59,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--clients", type=int, metavar="N",
                         help="concurrent followers of the follow case (default 19,000; "
-                             "--quick 1,000)")
+                             "--quick 1,000) and of the crowd case (default 100,000; "
+                             "--quick 4,000)")
     parser.add_argument("--server", metavar="TEMPLATE",
                         help="run another server instead of this tree's tailsrv, as a "
                              "command with {port} and {path} (for the follow case, e.g. "
@@ -61,7 +68,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (server logs, mirrors)")
     args = parser.parse_args(argv)
-    chosen = args.only.split(",") if args.only else list(CASES)
+    chosen = args.only.split(",") if args.only else [c for c in CASES if c not in ON_REQUEST]
     unknown = [c for c in chosen if c not in CASES]
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
@@ -74,7 +81,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 def run_case(name: str, work: Path, quick: bool, clients: Optional[int] = None) -> Result:
     """One case; an error of the soak itself becomes a failed result, not a traceback."""
     counts = dict(QUICK[name]) if quick else {}
-    if name == "follow" and clients:
+    if name in ("follow", "crowd") and clients:
         counts["clients"] = clients
     try:
         return CASES[name](work, **counts)
