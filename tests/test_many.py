@@ -232,11 +232,19 @@ def test_an_unreadable_file_is_not_served_and_said_once(start_server):
         shutil.rmtree(directory)
 
 
-def test_follow_name_per_file(start_server, logdir):
+def rotating(start_server, logdir):
+    """A server with --follow-name, and a client each of a.log and b.log,
+    caught up."""
     server = start_server(logdir, "--follow-name", "--rotation-grace", "0.5")
-    with connect(server.port, b"a.log 0\n") as old, connect(server.port, b"b.log 0\n") as b:
-        assert read_exactly(old, 8) == b"one\ntwo\n"
-        assert read_exactly(b, 4) == b"bee\n"
+    a, b = connect(server.port, b"a.log 0\n"), connect(server.port, b"b.log 0\n")
+    assert read_exactly(a, 8) == b"one\ntwo\n"
+    assert read_exactly(b, 4) == b"bee\n"
+    return server, a, b
+
+
+def test_follow_name_per_file(start_server, logdir):
+    server, old, b = rotating(start_server, logdir)
+    with old, b:
         os.rename(logdir / "a.log", logdir / "a.log.1")
         append(logdir / "a.log.1", b"late\n")
         (logdir / "a.log").write_bytes(b"new\n")
@@ -308,10 +316,8 @@ def test_the_directory_gone_stops_the_server_with_status_1(start_server, tmp_pat
 
 
 def test_follow_name_onto_a_fifo_ends_that_file_only(start_server, logdir):
-    server = start_server(logdir, "--follow-name", "--rotation-grace", "0.5")
-    with connect(server.port, b"a.log 0\n") as a, connect(server.port, b"b.log 0\n") as b:
-        assert read_exactly(a, 8) == b"one\ntwo\n"
-        assert read_exactly(b, 4) == b"bee\n"
+    server, a, b = rotating(start_server, logdir)
+    with a, b:
         os.rename(logdir / "a.log", logdir / "a.log.1")
         os.mkfifo(logdir / "a.log")
         assert read_until_closed(a) == b""
