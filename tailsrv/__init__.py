@@ -1,12 +1,13 @@
 """tailsrv: stream a growing file to many TCP clients, like ``tail -f`` as a server.
 
 A drop-in replacement for the Rust tailsrv, built on gevent. The public API is
-`TailServer` (embed it in a gevent program) and `tcp_listener` (the socket the
-command line listens on).
+`TailServer` (embed it in a gevent program), `ManyServer` (the same for a
+directory or several files) and `tcp_listener` (the socket the command line
+listens on).
 
 The package is grouped by side, and imports run one way, downwards:
 
-- ``protocol``, ``lines``: the pure rules both sides share (no I/O);
+- ``protocol``, ``names``, ``lines``: the pure rules both sides share (no I/O);
 - ``logs``, ``usage``, ``keepalive``: small utilities every side uses;
 - ``server/``: the serving side (the file, the fan-out, accepting, `TailServer`);
 - ``http/``: the ``--http`` front, its pure rules and the viewer page;
@@ -14,15 +15,16 @@ The package is grouped by side, and imports run one way, downwards:
 - ``client/``: ``follow()`` and the client scripts; never imports ``server/``;
 - ``cli``: the ``tailsrv`` command line, at the top.
 
-Both names are loaded when first asked for, so that a client script, which imports
+These names are loaded when first asked for, so that a client script, which imports
 this package too, does not load the server.
 """
 
-_PUBLIC = {"TailServer": "tailsrv.server.tailserver", "tcp_listener": "tailsrv.server.listeners"}
+_PUBLIC = {"TailServer": "tailsrv.server.tailserver", "ManyServer": "tailsrv.server.many",
+           "tcp_listener": "tailsrv.server.listeners"}
 
 
 def __getattr__(name: str):
-    """`TailServer` and `tcp_listener`, imported on first use; ``__version__``,
+    """`TailServer`, `ManyServer` and `tcp_listener`, imported on first use; ``__version__``,
     read from the package metadata (pyproject/setup is the one place it is
     written) when first asked for: importing importlib.metadata costs 2.4 MiB,
     which a server that is never asked should not pay."""
@@ -38,4 +40,4 @@ def __getattr__(name: str):
         return "0+unknown"
 
 
-__all__ = ["TailServer", "tcp_listener", "__version__"]
+__all__ = ["TailServer", "ManyServer", "tcp_listener", "__version__"]

@@ -1,7 +1,7 @@
 """tailsrv - stream a growing file to many TCP clients, like `tail -f` as a server.
 
 Usage:
-  tailsrv [-p PORT] [--bind ADDR]... [options] PATH
+  tailsrv [-p PORT] [--bind ADDR]... [options] PATH...
   tailsrv (-h | --help)
   tailsrv --version
 
@@ -11,6 +11,13 @@ bytes. The server then sends the file from there and keeps sending as it grows,
 until the client disconnects. PATH need not exist yet: clients are held until
 it appears. When PATH is deleted or moved the server closes every client and
 exits with status 0 (but see --follow-name).
+
+Several files: `tailsrv -p PORT PATH PATH...` serves those files, and
+`tailsrv -p PORT DIR` the regular files of the directory DIR (not its
+subdirectories; files created or renamed into it later too). A header then
+starts with the file's base name, percent-encoded, and a space
+(`app.log -10l`); the header `*` gets the list of files, one `NAME SIZE` line
+each. See docs/many-files.md.
 
 Three header extensions, which clients of the original never send: a number
 ending in `l` counts lines, like `tail -n` (`-10l` the last 10 lines, `25l`
@@ -46,6 +53,12 @@ Options:
   --http-auth FILE             Ask HTTP clients for the user name and password
                                in FILE, one line user:password (basic
                                authentication: put TLS in front, see docs/http.md).
+  --glob PATTERN               With a directory: serve only the files whose
+                               name matches PATTERN, as a shell matches it (a
+                               name starting with a dot only when PATTERN does)
+                               [default: *].
+  --follow-symlinks            With a directory: also serve symbolic links that
+                               lead out of it.
   --linger-after-file-is-gone  Keep running and serving the open file after PATH
                                is deleted or moved.
   --follow-name                Follow PATH across log rotation, like `tail -F`:
@@ -82,6 +95,7 @@ Examples:
   tailsrv --bind unix:/run/tailsrv/app.sock --max-clients 1000 app.log
   tailsrv -p 4321 --http :8080 app.log   (then open http://localhost:8080/)
   tailsrv -p 4321 --follow-name /var/log/app.log   (a log that logrotate rotates)
+  tailsrv -p 4321 --glob '*.log' /var/log   (then: echo 'syslog.log -10l' | nc ...)
   echo -10l | nc localhost 4321        (the last 10 lines, then what is appended)
 
 Exit status: 0 after SIGTERM, SIGINT or PATH gone (without --follow-name); 1
@@ -92,6 +106,7 @@ read, or with --follow-name the directory of PATH gone); 2 on bad usage.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
@@ -135,6 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                              "combined: --follow-name already keeps the old file for its "
                              "clients")
         level = _choice(args["--log-level"], LOG_LEVELS, "--log-level")
+        _check_paths(args["PATH"], args["--glob"], args["--follow-symlinks"])
         activated = listen_fds()
         if port is None and not activated and not (binds and all(b.unix for b in binds)):
             raise UsageError("-p PORT is required, unless every --bind is unix:PATH "
@@ -207,10 +223,10 @@ def run(args, listeners: List[socket.socket], where: str,
         credentials: Optional[bytes] = None) -> int:
     """Follow the file, serve on ``listeners`` (described by ``where`` in the
     log) and ``http_listener``, and return the exit status."""
-    path = args["PATH"]
-    server = TailServer(listeners, path, linger=args["--linger-after-file-is-gone"],
-                        header_timeout=header_timeout, max_clients=max_clients,
-                        follow_name=args["--follow-name"], rotation_grace=grace)
+    path = " ".join(args["PATH"])
+    server = _server(args, listeners, linger=args["--linger-after-file-is-gone"],
+                     header_timeout=header_timeout, max_clients=max_clients,
+                     follow_name=args["--follow-name"], rotation_grace=grace)
     if http_listener is not None:
         # Imported only when asked for, like metrics below: h11 and the page.
         from .http.front import HttpFront
@@ -253,7 +269,39 @@ def serve(server: TailServer, where: str) -> int:
         for handler in handlers:
             handler.cancel()
     log.info("stopped")
-    return 1 if server.watch.error else 0
+    return 1 if server.error else 0
+
+
+def _several(paths: List[str]) -> bool:
+    """Whether PATH... asks for a server of several files: more than one
+    PATH, or a directory."""
+    return len(paths) > 1 or os.path.isdir(paths[0])
+
+
+def _check_paths(paths: List[str], glob: str, follow_symlinks: bool) -> None:
+    """PATH... and the options that only a directory takes; UsageError when
+    they do not fit (a name must say which file: base names differ)."""
+    from .server.catalog import Catalog
+    twice = Catalog.duplicates(paths)
+    if twice:
+        raise UsageError(f"two files named {twice[0]!r}: a file is asked for by its base "
+                         "name, so the base names must differ")
+    directory = len(paths) == 1 and os.path.isdir(paths[0])
+    if any(os.path.isdir(path) for path in paths) and not directory:
+        raise UsageError("give one directory, or files: not a directory among several PATHs")
+    if not directory and (glob != "*" or follow_symlinks):
+        raise UsageError("--glob and --follow-symlinks need PATH to be a directory")
+
+
+def _server(args, listeners: List[socket.socket], **options) -> TailServer:
+    """The server of PATH...: a `TailServer` for one file, else a
+    `ManyServer` (imported only then)."""
+    paths = args["PATH"]
+    if not _several(paths):
+        return TailServer(listeners, paths[0], **options)
+    from .server.many import ManyServer
+    return ManyServer(listeners, paths, glob=args["--glob"],
+                      follow_symlinks=args["--follow-symlinks"], **options)
 
 
 def setup_logging(level: str, journald: bool) -> bool:

@@ -192,6 +192,9 @@ class HeaderReader:
 
     __slots__ = ("_buffer",)
 
+    #: Longest header accepted (a subclass for another header form sets its own).
+    limit = MAX_HEADER_BYTES
+
     def __init__(self) -> None:
         self._buffer = b""
 
@@ -201,12 +204,17 @@ class HeaderReader:
         self._buffer += data
         end = self._buffer.find(b"\n")
         if end < 0:
-            if len(self._buffer) > MAX_HEADER_BYTES:
-                raise BadHeader(f"header longer than {MAX_HEADER_BYTES} bytes")
+            if len(self._buffer) > self.limit:
+                raise BadHeader(f"header longer than {self.limit} bytes")
             return None
-        if end > MAX_HEADER_BYTES:
-            raise BadHeader(f"header longer than {MAX_HEADER_BYTES} bytes")
-        return parse_header(self._buffer[:end])
+        if end > self.limit:
+            raise BadHeader(f"header longer than {self.limit} bytes")
+        return self.parse(self._buffer[:end])
+
+    @staticmethod
+    def parse(line: bytes):
+        """The header's meaning (a subclass for another header form parses its own)."""
+        return parse_header(line)
 
 
 def byte_position(offset: int, size: int) -> int:

@@ -208,6 +208,16 @@ def logfile(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def logdir(tmp_path: Path) -> Path:
+    """A directory for a server of several files: ``a.log`` and ``b.log``."""
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    (directory / "a.log").write_bytes(b"one\ntwo\n")
+    (directory / "b.log").write_bytes(b"bee\n")
+    return directory
+
+
+@pytest.fixture
 def start_server(tmp_path: Path):
     """start_server(path, *args) -> a running Server, killed after the test."""
     servers: List[Server] = []

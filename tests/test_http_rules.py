@@ -95,3 +95,21 @@ def test_bad_before(query, reason):
     reply = ask(f"/stream?{query}".encode())
     assert reply.status == 400 and reply.body.startswith(reason)
     assert reply.body.count(b"\n") == 1
+
+
+def test_files_and_named_streams():
+    from tailsrv.http.rules import Listing
+    assert ask(b"/files") == Listing()
+    assert ask(b"/files?x=1") == Listing()
+    assert ask(b"/files", method=b"POST").status == 405
+    assert ask(b"/stream?file=a.log&start=0") == Stream(Request(0), "a.log")
+    assert ask(b"/stream?file=a%20b&start=-2l") == Stream(Request(-2, lines=True), "a b")
+    assert ask(b"/stream?file=%FF") == Stream(Request(-100, lines=True), "\udcff")
+
+
+@pytest.mark.parametrize("value", [b"", b"..", b".", b"a%2Fb", b"%2Fetc%2Fpasswd", b"a%00"])
+def test_hostile_file_names_are_404(value):
+    reply = ask(b"/stream?file=" + value)
+    assert isinstance(reply, Reply) and reply.status == 404
+    assert reply.body.count(b"\n") == 1
+    assert ask(b"/stream?file=a&file=b").status == 404

@@ -77,3 +77,28 @@ def test_other_paths_are_not_found(logfile, start_server):
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/", timeout=IO_TIMEOUT)
     assert raised.value.code == 404
+
+
+def test_metrics_of_many_files_totals_and_bounded_labels(tmp_path, start_server):
+    from tailsrv.ops.metrics import PER_FILE
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    for n in range(PER_FILE + 20):
+        (directory / f"{n:03d}.log").write_bytes(b"x" * n)
+    metrics_port = free_port()
+    server = start_server(directory, "--metrics", f"127.0.0.1:{metrics_port}")
+    socks = [connect(server.port, b"%03d.log 0\n" % n) for n in range(PER_FILE + 10)]
+    try:
+        for n, sock in enumerate(socks):
+            assert read_exactly(sock, n) == b"x" * n
+        metrics = scrape(metrics_port)
+        assert metrics[("tailsrv_files",)] == PER_FILE + 20
+        assert metrics[("tailsrv_files_open",)] == PER_FILE + 10
+        assert metrics[("tailsrv_sent_bytes_total",)] == sum(range(PER_FILE + 10))
+        per_file = {key[1]: value for key, value in metrics.items()
+                    if key[0] == "tailsrv_file_size_bytes"}
+        assert len(per_file) == PER_FILE
+        assert all(value == int(name[:3]) for name, value in per_file.items())
+    finally:
+        for sock in socks:
+            sock.close()

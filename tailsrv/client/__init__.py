@@ -5,6 +5,8 @@ Imports only the shared rules and utilities at the package's top; never the
 server side, so that a client needs none of it.
 """
 
-from .follower import BadAddress, ProtocolError, Replaced, follow, follow_lines, parse_address
+from .follower import (BadAddress, ProtocolError, Replaced, follow, follow_lines, list_files,
+                       parse_address)
 
-__all__ = ["BadAddress", "ProtocolError", "Replaced", "follow", "follow_lines", "parse_address"]
+__all__ = ["BadAddress", "ProtocolError", "Replaced", "follow", "follow_lines", "list_files",
+           "parse_address"]

@@ -33,9 +33,10 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from ..keepalive import enable_keepalive
+from ..names import LIST, named_header, parse_list_line
 from ..protocol import PROOF_BYTES, REFUSAL, Proof, make_proof
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,8 @@ def reconnect_delay(failures: int) -> float:
 
 def follow(address: str, offset: int = 0, lines: Optional[int] = None,
            reconnect: bool = True, before: bytes = b"",
-           on_replaced: Optional[OnReplaced] = None) -> Iterator[bytes]:
+           on_replaced: Optional[OnReplaced] = None,
+           file: Optional[str] = None) -> Iterator[bytes]:
     """Yield the bytes of the file the server at ``address`` streams.
 
     Starts at byte ``offset`` (negative: that many bytes before the end) or,
@@ -176,24 +178,29 @@ def follow(address: str, offset: int = 0, lines: Optional[int] = None,
     before ``offset`` (a mirror's last bytes): with it the first connection
     proves its start too.
 
+    ``file`` names the file (its base name) of a server of several files
+    (see `list_files`); None asks for the one file of a server of one.
+
     Raises `BadAddress` for a malformed address when called, before any I/O;
     the iterator raises `ProtocolError` if the server sends a malformed start
     position.
     """
     return _notices(_stream(address, _target(address, offset, lines), offset, lines, reconnect,
-                            before), on_replaced)
+                            before, file), on_replaced)
 
 
 def follow_lines(address: str, offset: int = 0, lines: Optional[int] = None,
                  reconnect: bool = True, before: bytes = b"",
-                 on_replaced: Optional[OnReplaced] = None) -> Iterator[bytes]:
+                 on_replaced: Optional[OnReplaced] = None,
+                 file: Optional[str] = None) -> Iterator[bytes]:
     """Like `follow`, but yield complete lines, each ending with ``b"\\n"``.
 
     A line is held back until its newline arrives. Starting at a byte offset
     in the middle of a line makes the first line a partial one. When the file
     is replaced, an unfinished last line of the old file is dropped.
     """
-    chunks = _stream(address, _target(address, offset, lines), offset, lines, reconnect, before)
+    chunks = _stream(address, _target(address, offset, lines), offset, lines, reconnect, before,
+                     file)
     return _notices(split_lines(chunks), on_replaced)
 
 
@@ -237,14 +244,39 @@ def _target(address: str, offset: int, lines: Optional[int]) -> Target:
     return parse_address(address)
 
 
+def list_files(address: str) -> List[Tuple[str, int]]:
+    """The files a server of several files serves: ``(name, size)`` sorted
+    by name (the ``*`` header, see `tailsrv.names`). Raises `BadAddress`,
+    OSError (its ``filename`` the address), or `ProtocolError` when the
+    server does not answer with a list (a server of one file closes at once:
+    an empty list)."""
+    try:
+        with _connect(parse_address(address)) as sock:
+            sock.sendall(LIST + b"\n")
+            data = b""
+            while True:
+                more = sock.recv(RECV_BYTES)
+                if not more:
+                    break
+                data += more
+    except OSError as error:
+        if error.filename is None:
+            error.filename = address
+        raise
+    try:
+        return [parse_list_line(line) for line in data.split(b"\n")[:-1]]
+    except ValueError as error:
+        raise ProtocolError(f"{address}: {error}") from None
+
+
 def _stream(address: str, target: Target, offset: int, lines: Optional[int], reconnect: bool,
-            before: bytes) -> Iterator[Union[bytes, Replaced]]:
+            before: bytes, file: Optional[str] = None) -> Iterator[Union[bytes, Replaced]]:
     """`follow`'s generator: the file's bytes, and a `Replaced` notice before
     the bytes of each new file."""
     # The absolute position of the next byte (None until the server says it),
     # and the bytes just before it, for the resume proof.
     position = offset if lines is None and offset >= 0 else None
-    first = header(offset, lines, announce=reconnect and position is None)
+    first = named_header(file, header(offset, lines, announce=reconnect and position is None))
     tail = before[-PROOF_BYTES:] if position else b""
     failures = 0
     unanswered = 0  # proofs in a row closed without an answer
@@ -253,7 +285,8 @@ def _stream(address: str, target: Target, offset: int, lines: Optional[int], rec
         proof = None if plain or not position else make_proof(tail)
         try:
             with _connect(target) as sock:
-                sock.sendall(first if position is None else header(position, proof=proof))
+                sock.sendall(first if position is None
+                             else named_header(file, header(position, proof=proof)))
                 data = b""
                 if proof is not None or position is None and reconnect:
                     answer, data = _read_announcement(sock)

@@ -1,7 +1,8 @@
 """tscat - print a file that a tailsrv server streams, and go on printing as it grows.
 
 Usage:
-  tscat [--offset N | --lines N] [--no-reconnect] ADDR
+  tscat [--offset N | --lines N] [--file NAME] [--no-reconnect] ADDR
+  tscat --list ADDR
   tscat (-h | --help)
   tscat --version
 
@@ -18,6 +19,10 @@ standard error and goes on with the new file from its start.
 ADDR is HOST:PORT, [IPV6]:PORT (brackets required), or unix:PATH for a server
 listening on a unix socket.
 
+A server of several files (tailsrv DIR, or tailsrv PATH PATH...) needs the
+file's name: --file NAME, its base name, as `tscat --list ADDR` shows it
+(percent-encoded there; give --file the name itself).
+
 Options:
   --offset N      Start at byte N of the file; a negative N starts N bytes
                   before its end (clamped at its start) [default: 0]. An N past
@@ -26,6 +31,9 @@ Options:
                   lines first, like `tail -n`; a positive N skips the first N
                   lines (waiting until there are that many). Needs a server with
                   line support (this tailsrv, not the original).
+  --file NAME     Follow the file NAME of a server of several files.
+  --list          Print the files the server serves, one `NAME SIZE` line
+                  each (NAME percent-encoded), and exit.
   --no-reconnect  Exit when the connection ends instead of reconnecting.
   -h, --help      Show this help and exit.
   --version       Show the version and exit.
@@ -34,6 +42,7 @@ Examples:
   tscat logs.example.com:4321 --lines -20   the last 20 lines, then follow
   tscat [::1]:4321 | grep --line-buffered ERROR
   tscat unix:/run/tailsrv.sock --offset -65536 | head -c 1000
+  tscat logs.example.com:4321 --file syslog.log --lines -20
 
 Exit status: 0 when stopped by SIGTERM, when the reader of its output goes
 away (as `head` does), or with --no-reconnect when the server closes the
@@ -47,7 +56,8 @@ import sys
 from typing import List, Optional
 
 from ..usage import console_script
-from .follower import follow
+from ..names import list_line
+from .follower import follow, list_files
 from .tool import Args, integer, run
 
 
@@ -57,12 +67,22 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _tscat(args: Args) -> int:
+    if args["--list"]:
+        return _list(args["ADDR"])
     lines = integer(args, "--lines")
     offset = 0 if lines is not None else integer(args, "--offset")
     out = sys.stdout.buffer
-    for chunk in follow(args["ADDR"], offset, lines, reconnect=not args["--no-reconnect"]):
+    for chunk in follow(args["ADDR"], offset, lines, reconnect=not args["--no-reconnect"],
+                        file=args["--file"]):
         if not _write(out, chunk):
             break
+    return 0
+
+
+def _list(address: str) -> int:
+    """``--list``: the files of the server, as the ``*`` header gets them."""
+    _write(sys.stdout.buffer, b"".join(list_line(name, size)
+                                       for name, size in list_files(address)))
     return 0
 
 

@@ -1,7 +1,8 @@
 """tssync - mirror a file that a tailsrv server streams into a local file.
 
 Usage:
-  tssync [--no-reconnect] ADDR FILE
+  tssync [--no-reconnect] [--file NAME] ADDR FILE
+  tssync --all [--no-reconnect] ADDR DIR
   tssync (-h | --help)
   tssync --version
 
@@ -34,7 +35,15 @@ into a new FILE from its start. Against a server without resume proofs (the
 original tailsrv) FILE must hold the beginning of the served file (or nothing):
 tssync cannot tell when it does not.
 
+Several files: a server of several files (tailsrv DIR, or tailsrv PATH
+PATH...) needs the file's name, --file NAME (its base name). With --all, tssync
+mirrors every file the server serves into the directory DIR (created when
+missing), each into DIR/NAME as above, and looks at the server's list every 2 s
+to mirror new files too.
+
 Options:
+  --file NAME     Mirror the file NAME of a server of several files.
+  --all           Mirror every file of a server of several files into DIR.
   --no-reconnect  Exit when the connection ends instead of reconnecting.
   -h, --help      Show this help and exit.
   --version       Show the version and exit.
@@ -42,6 +51,7 @@ Options:
 Example:
   tssync logs.example.com:4321 /srv/mirror/app.log
   tailsrv -p 4321 /srv/mirror/app.log     serve the mirror onwards
+  tssync --all logs.example.com:4321 /srv/mirror/logs/
 
 Exit status: 0 when stopped by SIGTERM, or with --no-reconnect when the server
 closes the connection; 1 on an error (FILE locked by another tssync, not
@@ -54,12 +64,14 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from typing import List, Optional
+import threading
+import time
+from typing import Dict, List, Optional
 
 from ..protocol import PROOF_BYTES
 from ..usage import console_script
-from .follower import Replaced, follow, parse_address
-from .tool import Args, run
+from .follower import ProtocolError, Replaced, follow, list_files, parse_address
+from .tool import Args, describe, run
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +85,71 @@ def main(argv: Optional[List[str]] = None) -> int:
     return run(__doc__, argv, _tssync)
 
 
+#: Seconds between looks at the server's list of files with --all: a new file
+#: is mirrored within this long, and a look costs the server one stat per file.
+LIST_INTERVAL = 2.0
+
+
 def _tssync(args: Args) -> int:
-    address, path = args["ADDR"], args["FILE"]
+    address = args["ADDR"]
     parse_address(address)  # a bad address is a usage error, before touching FILE
+    reconnect = not args["--no-reconnect"]
+    if args["--all"]:
+        return mirror_all(address, args["DIR"], reconnect)
+    mirror_into(args["FILE"], address, reconnect, args["--file"])
+    return 0
+
+
+def mirror_into(path: str, address: str, reconnect: bool, name: Optional[str] = None) -> None:
+    """Mirror the file ``name`` (None: the one file) of the server at
+    ``address`` into ``path``, from ``path``'s length on."""
     mirror = Mirror(path)
     try:
         size = os.fstat(mirror.fd).st_size
         before = os.pread(mirror.fd, min(size, PROOF_BYTES), size - min(size, PROOF_BYTES))
-        chunks = follow(address, size, reconnect=not args["--no-reconnect"], before=before,
-                        on_replaced=mirror.rotate)
+        chunks = follow(address, size, reconnect=reconnect, before=before,
+                        on_replaced=mirror.rotate, file=name)
         for chunk in chunks:
             write_all(mirror.fd, chunk)
     finally:
         mirror.close()
-    return 0
+
+
+def mirror_all(address: str, directory: str, reconnect: bool) -> int:
+    """``--all``: each file of the server into ``directory``, one thread per
+    file, new files as the server's list shows them (every `LIST_INTERVAL`).
+    Without ``reconnect``: the files listed at the start, until each ends."""
+    os.makedirs(directory, exist_ok=True)
+    mirrors: Dict[str, threading.Thread] = {}
+    while True:
+        try:
+            files = list_files(address)
+        except OSError as error:
+            if not reconnect:
+                raise
+            log.warning("listing the files of %s: %s; trying again in %g s", address,
+                        error.strerror or error, LIST_INTERVAL)
+            files = []
+        for name, _size in files:
+            if name not in mirrors:
+                mirrors[name] = threading.Thread(
+                    target=_mirror_thread, name=name, daemon=True,
+                    args=(os.path.join(directory, name), address, reconnect, name))
+                mirrors[name].start()
+                log.info("mirroring %s into %s", name, os.path.join(directory, name))
+        if not reconnect:
+            for thread in mirrors.values():
+                thread.join()
+            return 0
+        time.sleep(LIST_INTERVAL)
+
+
+def _mirror_thread(path: str, address: str, reconnect: bool, name: str) -> None:
+    """One file of ``--all``: its error ends its mirror, said in one line."""
+    try:
+        mirror_into(path, address, reconnect, name)
+    except (OSError, ProtocolError) as error:
+        log.error("%s: %s", name, describe(error))
 
 
 class Mirror:

@@ -30,7 +30,8 @@ from ..server.accept import AcceptBackoff
 from ..server.stream import Client
 from ..server.tailserver import RawAccept, TailServer
 from .chunked import ChunkedClient
-from .rules import SECURITY_HEADERS, TEXT, Reply, Stream, answer, error, load_pages
+from .rules import (SECURITY_HEADERS, TEXT, Listing, Reply, Stream, answer, error, files_reply,
+                    load_pages, no_file)
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,18 @@ class HttpFront(AcceptBackoff, RawAccept):
                 reply = answer(request.method, request.target, request.headers,
                                self.pages, self.credentials)
                 what = f"{peer} {request.method.decode()} {_shown(request.target)}"
-                if isinstance(reply, Stream):
-                    self._stream(conn, sock, what, began, reply)
-                    streaming = True
-                    return
+                if isinstance(reply, Listing):
+                    reply = files_reply(self.owner.listing())
+                elif isinstance(reply, Stream):
+                    placement = self.owner.lookup(reply.name)
+                    if placement is not None:
+                        try:
+                            self._stream(conn, sock, what, began, reply, placement)
+                        finally:
+                            self.owner.release(placement)
+                        streaming = True
+                        return
+                    reply = no_file(reply.name)
                 log.log(logging.DEBUG if reply.status == 200 else logging.INFO,
                         "%s: %d", what, reply.status)
                 if not self._reply(conn, sock, reply):
@@ -140,10 +149,10 @@ class HttpFront(AcceptBackoff, RawAccept):
         return True
 
     def _stream(self, conn: h11.Connection, sock, what: str, began: float,
-                stream: Stream) -> None:
-        """Resolve the start, send the response head, then hand the socket to
-        the fanout for good."""
-        fanout, start, refused = self.owner.place(stream.request)
+                stream: Stream, placement) -> None:
+        """Resolve the start in the file of ``placement``, send the response
+        head, then hand the socket to the fanout for good."""
+        fanout, start, refused = placement.place(stream.request)
         watch = fanout.watch
         head = conn.send(h11.Response(status_code=200, reason="OK", headers=[
             ("Content-Type", TEXT),

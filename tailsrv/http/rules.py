@@ -12,6 +12,12 @@ h11 parses the request; this module decides what it gets (in the spirit of
   proof (``N#K:DIGEST``) of the K bytes ``B64`` holds (base64url, padded or
   not): the server answers from N if the file still holds them there, or else
   from byte 0 of the file that replaced it.
+- ``GET /stream?file=NAME&start=H``: the same from the file ``NAME`` of a
+  server of several files (``file`` may be left out when it serves one). A
+  name that cannot be a served file's (``/``, ``..``, NUL, empty) is a 404
+  here; one the server does not serve, a 404 there.
+- ``GET /files``: a `Listing`; the server answers with `files_reply`, JSON,
+  a list of ``{"name", "size", "modified"}`` sorted by name.
 - ``GET /`` and the viewer's files: a `Reply` with the page (package data in
   ``tailsrv/http/static``).
 - Anything else: a `Reply` with the status and a one-line reason.
@@ -25,10 +31,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
+import os
 from importlib.resources import files
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import parse_qs, urlsplit
 
+from ..names import check_name
 from ..protocol import PROOF_BYTES, BadHeader, Request, make_proof, parse_header
 
 Headers = List[Tuple[str, str]]
@@ -38,6 +47,12 @@ DEFAULT_START = b"-100l"
 
 #: The stream's path.
 STREAM_PATH = "/stream"
+
+#: The path of the list of files.
+FILES_PATH = "/files"
+
+#: The type of the list of files.
+JSON = "application/json"
 
 #: The characters of base64url (RFC 4648, section 5), the ``before`` parameter's.
 _B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -83,9 +98,31 @@ class Reply(NamedTuple):
 
 
 class Stream(NamedTuple):
-    """The file from ``request``'s position, as the body of a 200."""
+    """The file ``name`` (None: the one file) from ``request``'s position,
+    as the body of a 200."""
 
     request: Request
+    name: Optional[str] = None
+
+
+class Listing(NamedTuple):
+    """The list of files served, which the server has (`files_reply`)."""
+
+
+def files_reply(files: List[Tuple[str, os.stat_result]]) -> Reply:
+    """The answer to ``GET /files``: the files (name, status) as JSON."""
+    body = json.dumps([{"name": name, "size": st.st_size, "modified": st.st_mtime}
+                       for name, st in files])
+    return Reply(200, [("Content-Type", JSON), ("Cache-Control", "no-store")],
+                 body.encode("utf-8", "surrogateescape"))
+
+
+def no_file(name: Optional[str]) -> Reply:
+    """The 404 of a stream whose file is not served."""
+    if name is None:
+        return error(404, "not found: several files are served: name one, "
+                          f"{STREAM_PATH}?file=NAME (the list is at {FILES_PATH})")
+    return error(404, f"not found: no file named {name!r} is served")
 
 
 def error(status: int, reason: str, headers: Headers = ()) -> Reply:
@@ -110,20 +147,37 @@ def answer(method: bytes, target: bytes, headers: List[Tuple[bytes, bytes]],
         return error(401, "unauthorized: this log needs a user name and password",
                      [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')])
     url = urlsplit(target.decode("ascii", "replace"))
-    if url.path != STREAM_PATH and url.path not in pages:
+    if url.path not in (STREAM_PATH, FILES_PATH) and url.path not in pages:
         return error(404, f"not found: the log is at {STREAM_PATH}, its viewer at /")
     if method != ALLOW.encode():
         return error(405, f"method not allowed: only {ALLOW}", [("Allow", ALLOW)])
+    if url.path == FILES_PATH:
+        return Listing()
     if url.path != STREAM_PATH:
         return pages[url.path]
+    try:
+        name = file_name(url.query)
+    except BadHeader as reason:
+        return error(404, f"not found: {reason}")
     try:
         request = start_request(url.query)
     except BadHeader as reason:
         return error(400, f"bad start: {reason}")
     try:
-        return Stream(with_proof(request, url.query))
+        return Stream(with_proof(request, url.query), name)
     except BadHeader as reason:
         return error(400, f"bad before: {reason}")
+
+
+def file_name(query: str) -> Optional[str]:
+    """The ``file`` parameter, a file name as `os.listdir` gives it (bytes
+    that are not UTF-8 as surrogate escapes); None without one. BadHeader
+    when it cannot be the name of a served file."""
+    value = _parameter(query, "file")
+    if value is None:
+        return None
+    check_name(value)
+    return os.fsdecode(value)
 
 
 def start_request(query: str) -> Request:
@@ -163,12 +217,12 @@ def with_proof(request: Request, query: str) -> Request:
 def _parameter(query: str, name: str) -> Optional[bytes]:
     """The query string's one ``name`` value, None without one; BadHeader
     when it is given more than once."""
-    values = parse_qs(query, keep_blank_values=True).get(name)
+    values = parse_qs(query, keep_blank_values=True, errors="surrogateescape").get(name)
     if values is None:
         return None
     if len(values) > 1:
         raise BadHeader(f"{name} given more than once")
-    return values[0].encode("utf-8")
+    return values[0].encode("utf-8", "surrogateescape")
 
 
 def authorized(headers: List[Tuple[bytes, bytes]], credentials: bytes) -> bool:

@@ -19,12 +19,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..server.accept import AcceptBackoff
+from ..server.many import ManyServer
 from ..server.tailserver import REJECT_REASONS, TailServer
 
 log = logging.getLogger(__name__)
 
 #: The one path served; anything else is a 404.
 METRICS_PATH = "/metrics"
+
+#: Most files of a server of several files given series of their own (label
+#: ``file``): those with the most clients. Ten thousand files would be ten
+#: thousand series per metric, more than a Prometheus wants per target; the
+#: totals cover every file whatever the bound.
+PER_FILE = 100
 
 
 class TailCollector(Collector):
@@ -50,6 +57,9 @@ class TailCollector(Collector):
         yield rejected
         yield CounterMetricFamily(
             "tailsrv_sent_bytes", "File bytes sent to clients.", value=server.bytes_sent())
+        if isinstance(server, ManyServer):
+            yield from self.collect_files(server)
+            return
         yield GaugeMetricFamily(
             "tailsrv_file_size_bytes", "Size of the file served (0 until it exists).",
             value=server.watch.size)
@@ -59,6 +69,34 @@ class TailCollector(Collector):
         yield CounterMetricFamily(
             "tailsrv_file_truncations", "Times the file shrank.",
             value=server.watch.truncations)
+
+    @staticmethod
+    def collect_files(server: ManyServer) -> Iterator[Metric]:
+        """A server of several files: totals, and the `PER_FILE` files with
+        the most clients by name."""
+        yield GaugeMetricFamily(
+            "tailsrv_files", "Files in the served set.", value=len(server.catalog.names))
+        yield GaugeMetricFamily(
+            "tailsrv_files_open", "Files open because they have clients.",
+            value=len(server.open))
+        yield GaugeMetricFamily(
+            "tailsrv_slowest_client_lag_bytes", "Bytes the furthest-behind client of "
+            "any file has yet to receive.", value=server.slowest_lag())
+        yield CounterMetricFamily(
+            "tailsrv_file_truncations", "Times a served file shrank, all files together.",
+            value=server.truncations())
+        busiest = sorted(server.open.values(), key=lambda served: -len(served.fanout.clients))
+        clients = GaugeMetricFamily(
+            "tailsrv_file_clients", f"Clients of a file (the {PER_FILE} files with the "
+            "most clients).", labels=["file"])
+        size = GaugeMetricFamily(
+            "tailsrv_file_size_bytes", f"Size of a file (the {PER_FILE} files with the "
+            "most clients).", labels=["file"])
+        for served in busiest[:PER_FILE]:
+            clients.add_metric([served.name], len(served.fanout.clients))
+            size.add_metric([served.name], served.watch.size)
+        yield clients
+        yield size
 
 
 class MetricsServer(AcceptBackoff, WSGIServer):

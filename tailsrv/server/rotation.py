@@ -15,7 +15,10 @@ that holds for an old file it has not finished resumes it where it was.
 
 `Rotation` works on a server's current file, the pair ``server.watch`` and
 ``server.fanout`` that new connections are given, and on
-``server.resume_holds``. It replaces the pair when the file loses its name, and
+``server.resume_holds``, ``server.new_watch`` (the watch of the new file),
+``server.retired`` (told when an old file is closed) and ``server.stop``
+(when the new file cannot be followed). It replaces the pair when the file
+loses its name, and
 retires the old one: it ends the old file's clients through their `Fanout`
 (with `Retired`), and closes the old fanout and its watch. That is all it touches.
 """
@@ -103,7 +106,7 @@ class Rotation:
         if server.closed:  # stopping: nothing more to serve
             return
         old = server.fanout
-        watch = RotatingWatch(old.watch.path)
+        watch = server.new_watch(old.watch.path)
         try:
             watch.start()
         except OSError as error:
@@ -145,6 +148,7 @@ class Rotation:
                 break
         log.info("done with the old %s: its clients have it all (%d bytes)", watch.path, size)
         self._close(fanout)
+        self.server.retired()
 
     def _close(self, fanout: Fanout) -> None:
         self.retiring.remove(fanout)

@@ -37,11 +37,10 @@ from gevent.socket import wait_write
 
 from .. import logs
 from ..keepalive import enable_keepalive
-from ..lines import end_of_first_lines, start_of_last_lines
-from ..protocol import (REFUSAL, BadHeader, HeaderReader, Request, announcement, byte_position,
-                        proof_holds, proof_span)
+from ..protocol import REFUSAL, BadHeader, HeaderReader, Request, announcement, byte_position
 from .accept import AcceptBackoff
 from .headers import Headers, Pending
+from .placement import Placement
 from .rotation import Retired, RotatingWatch, Rotation
 from .stream import Client, Fanout, Truncated
 from .watch import FileWatch
@@ -75,7 +74,7 @@ class RawAccept(StreamServer):
         return fd, address
 
 
-class TailServer(AcceptBackoff, RawAccept):
+class TailServer(AcceptBackoff, RawAccept, Placement):
     """Streams the file at ``path`` to every client of ``listener``.
 
     ``listener`` is a bound, listening socket (see `tailsrv.listeners`), an
@@ -122,9 +121,7 @@ class TailServer(AcceptBackoff, RawAccept):
             self.header_timeout = header_timeout
         if max_clients is not None:
             self.max_clients = max_clients
-        self.watch = RotatingWatch(path) if follow_name else FileWatch(path, linger=linger)
-        self.fanout = Fanout(self.watch, self.client_ended)
-        self.rotation = Rotation(self, rotation_grace) if follow_name else None
+        self.serve_files(path, linger, follow_name, rotation_grace)
         self.headers = Headers(self.header_timeout, self._arrived, self._refused)
         self.siblings = [_Sibling(extra, self) for extra in listeners[1:]]
         self.accepted = 0
@@ -132,20 +129,70 @@ class TailServer(AcceptBackoff, RawAccept):
         self.connections = 0
         self._sent_by_gone = 0
 
+    def serve_files(self, path: str, linger: bool, follow_name: bool,
+                    rotation_grace: Optional[float]) -> None:
+        """Set up what is served: here the one file at ``path`` (a server of
+        several files sets up its catalog instead)."""
+        self.watch = RotatingWatch(path) if follow_name else FileWatch(path, linger=linger)
+        self.fanout = Fanout(self.watch, self.client_ended)
+        self.rotation = Rotation(self, rotation_grace) if follow_name else None
+
     def start(self) -> None:
         """Start following the file and accepting clients.
 
         Raises OSError when the file cannot be followed (see `FileWatch.start`).
         """
-        self.watch.start()
-        self.watch.gone.rawlink(self._file_gone)
-        if self.rotation is not None:
-            self.rotation.start()
+        self.start_files()
         super().start()
         for sibling in self.siblings:
             sibling.start()
         for server in (self, *self.siblings):
             tune(server.socket)
+
+    def new_watch(self, path: str) -> FileWatch:
+        """The watch of the file that replaced the one served (`Rotation`)."""
+        return RotatingWatch(path)
+
+    def retired(self) -> None:
+        """An old file of ``follow_name`` was closed, its clients done (`Rotation`)."""
+
+    def release(self, placement: Placement) -> None:
+        """A request `lookup` gave ``placement`` for has joined its file or
+        failed (a server of several files closes a file nobody reads)."""
+
+    def start_files(self) -> None:
+        """Start following what is served (see `serve_files`)."""
+        self.watch.start()
+        self.watch.gone.rawlink(self._file_gone)
+        if self.rotation is not None:
+            self.rotation.start()
+
+    def stop_files(self) -> None:
+        """Stop following what is served; end its clients."""
+        if self.rotation is not None:
+            self.rotation.stop()
+        self.fanout.close()
+        self.watch.close()
+
+    @property
+    def error(self) -> Optional[OSError]:
+        """Why following the file failed, if it did (the exit status is then 1)."""
+        return self.watch.error
+
+    def lookup(self, name: Optional[str]) -> Optional[Placement]:
+        """Where a request for the file ``name`` is placed; None when no file
+        of that name is served. None names the one file."""
+        if name is None or name == os.path.basename(self.watch.path):
+            return self
+        return None
+
+    def listing(self) -> List[Tuple[str, os.stat_result]]:
+        """The files served now, by name, with their status (a missing file
+        is not listed)."""
+        try:
+            return [(os.path.basename(self.watch.path), os.stat(self.watch.path))]
+        except OSError:
+            return []
 
     def close(self) -> None:
         """Stop accepting on every listener and close them."""
@@ -159,10 +206,7 @@ class TailServer(AcceptBackoff, RawAccept):
         for pending in self.headers.close():
             self._closed(pending.fd)
         self.pool.kill(block=True, timeout=self.stop_timeout if timeout is None else timeout)
-        if self.rotation is not None:
-            self.rotation.stop()
-        self.fanout.close()
-        self.watch.close()
+        self.stop_files()
 
     def _file_gone(self, _event) -> None:
         gevent.spawn(self.stop)
@@ -174,7 +218,10 @@ class TailServer(AcceptBackoff, RawAccept):
         peer = self.admit(fd, address)
         if peer is None:
             return
-        self.headers.take(Pending(fd, peer, time.monotonic(), HeaderReader()))
+        self.headers.take(Pending(fd, peer, time.monotonic(), self.reader()))
+
+    #: Reads a connection's header: a single-file header (see `tailsrv.protocol`).
+    reader = HeaderReader
 
     def admit(self, fd: int, address) -> Optional[str]:
         """Count a new connection (on any listener, HTTP ones included) in
@@ -207,12 +254,14 @@ class TailServer(AcceptBackoff, RawAccept):
         else:
             self._follow(pending, request, byte_position(request.offset, self.watch.size))
 
-    def handle(self, pending: Pending, request: Request) -> None:
+    def handle(self, pending: Pending, request: Request,
+               placement: Optional[Placement] = None) -> None:
         """A client that must wait before it starts: for a line count to be
         reached, or for its socket to take the announced position (or the
-        refusal of its resume proof: then it gets the new file from byte 0)."""
+        refusal of its resume proof: then it gets the new file from byte 0).
+        ``placement`` is the file asked for (None: the one file)."""
         try:
-            fanout, start, refused = self.place(request)
+            fanout, start, refused = (placement or self).place(request)
             if request.announce:
                 _write_all(pending.fd, REFUSAL if refused else announcement(start))
         except OSError as error:
@@ -266,59 +315,6 @@ class TailServer(AcceptBackoff, RawAccept):
         logs.info(log, "%s disconnected (%s): sent %d bytes from byte %d in %.3f s",
                   peer, reason, client.sent, client.start, time.monotonic() - client.began)
 
-    def resume(self, request: Request) -> Tuple[Fanout, bool]:
-        """The file a resume proof continues, and False; or, refused (the
-        file was replaced or truncated), the file to start from byte 0, and
-        True. With ``follow_name`` that may be an old file (see `Rotation.resume`)."""
-        if self.resume_holds(request, self.watch):
-            return self.fanout, False
-        if self.rotation is None:
-            return self.fanout, True
-        return self.rotation.resume(request)
-
-    def place(self, request: Request) -> Tuple[Fanout, int, bool]:
-        """Where a client starts: the file, the byte, and whether its resume
-        proof was refused (then the byte is 0 of the file that replaced its own).
-        Waits while a line count is not there yet."""
-        if request.proof is None:
-            return self.fanout, self.start_position(request), False
-        fanout, refused = self.resume(request)
-        return fanout, 0 if refused else self.start_position(request), refused
-
-    def resume_holds(self, request: Request, watch: FileWatch) -> bool:
-        """Whether the file holds the bytes a resume proof says the client has."""
-        if watch.fd is None:
-            return False  # a proof covers at least a byte: the file was longer
-        start, length = proof_span(request)
-        return proof_holds(request, os.pread(watch.fd, length, start))
-
-    def start_position(self, request: Request) -> int:
-        """The byte a request starts at; waits while a line count is not there yet."""
-        watch = self.watch
-        if not request.lines:
-            return byte_position(request.offset, watch.size)
-        if request.offset < 0:
-            if watch.fd is None:
-                return 0
-            return start_of_last_lines(self._read, watch.size, -request.offset, gevent.sleep)
-        position, remaining = 0, request.offset
-        while remaining:
-            size = watch.size
-            if size < position:  # truncated while we waited: count from the start again
-                position, remaining = 0, request.offset
-            if watch.fd is not None and position < size:
-                found, remaining = end_of_first_lines(
-                    self._read, position, size, remaining, gevent.sleep)
-                if found is not None:
-                    return found
-                position = size
-            else:
-                watch.wait_for_change(size)
-        return position
-
-    def _read(self, offset: int, length: int) -> bytes:
-        return os.pread(self.watch.fd, length, offset)
-
     def bytes_sent(self) -> int:
         """File bytes sent to every client since the start."""
         return self._sent_by_gone + sum(fanout.bytes_sent() for fanout in self.fanouts())
@@ -327,12 +323,6 @@ class TailServer(AcceptBackoff, RawAccept):
         """How many bytes the furthest-behind client has yet to receive (0
         when every client is caught up or waiting for bytes yet to come)."""
         return max(fanout.slowest_lag() for fanout in self.fanouts())
-
-    def fanouts(self) -> List[Fanout]:
-        """The files being served: the current one, and the old ones that
-        ``follow_name`` keeps for their clients."""
-        return [self.fanout, *(self.rotation.retiring if self.rotation is not None else ())]
-
 
 class _Sibling(AcceptBackoff, RawAccept):
     """One more listener of a `TailServer`: its connections go to the owner,

@@ -75,6 +75,9 @@ class FileWatch:
     event loop's callback for inotify's descriptor: they must not block.
     """
 
+    #: What the log says when the file is gone from PATH and its clients end.
+    ending = "closing every client and exiting"
+
     #: What the log says when the file is gone from PATH and ``linger`` keeps it.
     lingering = "still serving the open file (--linger-after-file-is-gone)"
 
@@ -138,21 +141,33 @@ class FileWatch:
             changed.wait()
 
     def _open(self) -> bool:
+        """Open PATH if it is there (False if not), and follow it."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             return False
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        try:
+            self.check(fd)
+        except OSError:
             os.close(fd)
-            raise NotARegularFile(f"{self.path} is not a regular file")
+            raise
         self.fd = fd
+        self._watch_inode(fd)
+        log.info("following %s", self.path)
+        self.refresh(moved=False)
+        return True
+
+    def check(self, fd: int) -> None:
+        """Raise (`NotARegularFile`) unless the file just opened may be served."""
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile(f"{self.path} is not a regular file")
+
+    def _watch_inode(self, fd: int) -> None:
+        """Watch the open file itself, no longer its directory."""
         self._growth.add_watch(f"/proc/self/fd/{fd}", GROWTH_EVENTS)
         self._fate.add_watch(f"/proc/self/fd/{fd}", FATE_EVENTS)
         self._fate.rm_watch(self._dir_watch)
         self._dir_watch = None
-        log.info("following %s", self.path)
-        self._refresh(moved=False)
-        return True
 
     def _close_inotify(self) -> None:
         for inotify in (self._growth, self._fate):
@@ -172,16 +187,20 @@ class FileWatch:
         (``lseek``: ``fstat`` builds a result of a dozen fields in Python)."""
         try:
             os.readv(self._growth.fd, self._drain)
-            fd, size = self.fd, self.size
-            tail = os.pread(fd, TAIL, size)
-            if 0 < len(tail) < TAIL:
-                self._resized(size + len(tail), tail)
-            else:
-                self._resized(os.lseek(fd, 0, os.SEEK_END), None)
+            self.grew()
         except BlockingIOError:  # woken for nothing
             pass
         except OSError as error:
-            self._failed(error)
+            self.failed(error)
+
+    def grew(self) -> None:
+        """The file was written to: learn its new size, and tell the listeners."""
+        fd, size = self.fd, self.size
+        tail = os.pread(fd, TAIL, size)
+        if 0 < len(tail) < TAIL:
+            self._resized(size + len(tail), tail)
+        else:
+            self._resized(os.lseek(fd, 0, os.SEEK_END), None)
 
     def _on_fate(self) -> None:
         """The file was deleted, moved or had its attributes changed, or
@@ -191,21 +210,25 @@ class FileWatch:
             if self.fd is None:
                 self._appeared(events)
             else:
-                self._refresh(moved=any(event.mask & MOVE_SELF for event in events))
+                self.refresh(moved=any(event.mask & MOVE_SELF for event in events))
         except BlockingIOError:  # woken for nothing
             pass
         except OSError as error:
-            self._failed(error)
+            self.failed(error)
 
     def _appeared(self, events) -> None:
         name = os.path.basename(self.path)
         if any(e.name == name or e.mask & flags.Q_OVERFLOW for e in events):
-            try:
-                self._open()
-            except NotARegularFile as error:
-                log.error("%s; still waiting for a regular file", error)
+            self.appeared()
 
-    def _failed(self, error: OSError) -> None:
+    def appeared(self) -> None:
+        """PATH may be there now: follow it if it is a file to serve."""
+        try:
+            self._open()
+        except NotARegularFile as error:
+            log.error("%s; still waiting for a regular file", error)
+
+    def failed(self, error: OSError) -> None:
         log.error("stopped following %s: %s", self.path, error)
         self.error = error
         self._gone()
@@ -214,12 +237,14 @@ class FileWatch:
         self._stop_watching()
         self.gone.set()
 
-    def _refresh(self, moved: bool) -> None:
+    def refresh(self, moved: bool) -> None:
+        """Whether the file still has its name (``moved``: it was renamed),
+        and its size."""
         st = os.fstat(self.fd)
         if (moved or st.st_nlink == 0) and not self._lingering:
             how = "moved" if moved else "deleted"
             if not self.linger:
-                log.warning("%s was %s; closing every client and exiting", self.path, how)
+                log.warning("%s was %s; %s", self.path, how, self.ending)
                 self._gone()
                 return
             log.warning("%s was %s; %s", self.path, how, self.lingering)
