@@ -232,7 +232,7 @@ def test_a_rotated_log_reaches_proof_resuming_clients_whole(image, containers, l
     rotator = Rotator(path, "create")
     try:
         received = lambda: output.read_bytes().count(b"\n")  # noqa: E731
-        writer.wait_lines(20)
+        wait_for(lambda: received() >= 20, timeout=30)  # tscat reads the first file
         for _ in range(2):
             before = writer.written
             rotator.rotate()
@@ -247,3 +247,22 @@ def test_a_rotated_log_reaches_proof_resuming_clients_whole(image, containers, l
         _, errors = tscat.communicate(timeout=IO_TIMEOUT)
     assert numbers(output.read_bytes()) == list(range(total))
     assert b"file replaced" in errors
+
+
+def test_a_new_file_that_cannot_be_read_yet_is_waited_for(image, containers, logdir, tmp_path):
+    """logrotate's create mode makes the new file 0600 and only then gives it the
+    old one's mode: tailsrv, not root in its container, waits for that."""
+    box = containers(image, "-p", "4321", "--follow-name", "--rotation-grace", GRACE,
+                     "/data/app.log", volumes=[f"{logdir}:/data:ro"])
+    client = box.connect()
+    assert read_exactly(client, 23) == b"first line\nsecond line\n"
+    path = logdir / "app.log"
+    path.rename(logdir / "app.log.1")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, b"the new file\n")
+    os.close(fd)
+    wait_for(lambda: "cannot read /data/app.log yet" in box.logs(), timeout=30)
+    os.chmod(path, 0o644)
+    newcomer = box.connect()
+    assert read_exactly(newcomer, 13) == b"the new file\n"
+    assert read_until_closed(client) == b""  # the old file's client: done with it
