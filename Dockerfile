@@ -29,7 +29,8 @@ ENV PATH=/opt/tailsrv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 COPY --from=build /opt/tailsrv /opt/tailsrv
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin tailsrv
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin tailsrv \
+ && mkdir /data
 
 # Numeric, so that the runtime can tell it is not root without reading /etc/passwd.
 USER 10001

@@ -266,3 +266,36 @@ def test_a_new_file_that_cannot_be_read_yet_is_waited_for(image, containers, log
     newcomer = box.connect()
     assert read_exactly(newcomer, 13) == b"the new file\n"
     assert read_until_closed(client) == b""  # the old file's client: done with it
+
+
+def test_the_sidecar_pod_serves_the_log_its_app_writes(image, tmp_path):
+    """scripts/kube/sidecar.yaml as shipped but for its names, run by podman kube
+    play: the app container appends to a log on the Pod's emptyDir, and a client
+    on the published loopback port follows it."""
+    manifest = (ROOT / "scripts" / "kube" / "sidecar.yaml").read_text()
+    port, name = free_port(), f"tailsrv-test-{uuid.uuid4().hex[:12]}"
+    assert "localhost/tailsrv:latest" in manifest and "hostPort: 4321" in manifest
+    manifest = (manifest.replace("localhost/tailsrv:latest", image)
+                .replace("hostPort: 4321", f"hostPort: {port}")
+                .replace("name: app-with-tailsrv", f"name: {name}"))
+    play = tmp_path / "sidecar.yaml"
+    play.write_text(manifest)
+    podman("kube", "play", play, timeout=120)
+    try:
+        def attempt():
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), IO_TIMEOUT)
+                sock.sendall(b"0\n")
+                return sock.makefile("rb").readline() or None
+            except OSError:
+                return None
+        assert wait_for(attempt, timeout=30) == b"request 1 served\n"
+        sock = socket.create_connection(("127.0.0.1", port), IO_TIMEOUT)
+        sock.sendall(b"-1l\n")  # the last line, then the app's next ones as they come
+        lines = sock.makefile("rb")
+        first = int(lines.readline().split()[1])
+        assert [lines.readline() for _ in range(3)] == [
+            b"request %d served\n" % n for n in range(first + 1, first + 4)]
+        sock.close()
+    finally:
+        podman("kube", "down", play, check=False, timeout=120)
