@@ -108,7 +108,7 @@ class Rotation:
         old = server.fanout
         watch = server.new_watch(old.watch.path)
         try:
-            watch.start()
+            watch.start(patient=True)
         except OSError as error:
             log.error("cannot follow the new %s: %s; exiting", watch.path, error)
             old.watch.error = error

@@ -35,8 +35,10 @@ GROWTH_EVENTS = flags.MODIFY
 #: as ATTRIB with a link count of 0 (DELETE_SELF never fires while we hold the
 #: file open); a rename as MOVE_SELF.
 FATE_EVENTS = flags.ATTRIB | flags.MOVE_SELF | flags.DELETE_SELF
-#: A missing file can appear by creation or by being renamed into place.
-DIR_EVENTS = flags.CREATE | flags.MOVED_TO
+#: A missing file can appear by creation or by being renamed into place; one
+#: that appeared unreadable can become readable (ATTRIB: logrotate's create mode
+#: makes the new file 0600, then gives it the old one's mode and owner).
+DIR_EVENTS = flags.CREATE | flags.MOVED_TO | flags.ATTRIB
 #: Tested in a loop over events: an int, not an enum lookup.
 MOVE_SELF = int(flags.MOVE_SELF)
 
@@ -102,11 +104,12 @@ class FileWatch:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def start(self) -> None:
+    def start(self, patient: bool = False) -> None:
         """Open the file if it exists, else watch for it; then follow it.
 
         Raises OSError (with a readable message) when the parent directory
-        is missing or PATH is not a regular file.
+        is missing or PATH is not a regular file, or, unless `patient` (a file
+        that replaces a rotated one), when it cannot be read.
         """
         self._growth = INotify(nonblocking=True)
         self._fate = INotify(nonblocking=True)
@@ -116,7 +119,7 @@ class FileWatch:
         except OSError as error:
             self._close_inotify()
             raise OSError(error.errno, f"cannot watch {directory}: {error.strerror}") from None
-        if not self._open():
+        if not self._open(patient):
             log.info("%s does not exist yet; waiting for it to appear", self.path)
         # Persistent watchers whose callbacks run in the hub: no greenlet switch
         # between inotify's wake and the clients' sendfile (bench lat1).
@@ -140,11 +143,18 @@ class FileWatch:
         if self.size == size:
             changed.wait()
 
-    def _open(self) -> bool:
-        """Open PATH if it is there (False if not), and follow it."""
+    def _open(self, patient: bool = False) -> bool:
+        """Open PATH if it is there (False if not, or, when `patient`, if it
+        cannot be read yet), and follow it."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
+            return False
+        except PermissionError as error:
+            if not patient:
+                raise
+            log.warning("cannot read %s yet (%s); waiting until it can be read",
+                        self.path, error.strerror)
             return False
         try:
             self.check(fd)
@@ -224,7 +234,7 @@ class FileWatch:
     def appeared(self) -> None:
         """PATH may be there now: follow it if it is a file to serve."""
         try:
-            self._open()
+            self._open(patient=True)
         except NotARegularFile as error:
             log.error("%s; still waiting for a regular file", error)
 
