@@ -69,9 +69,9 @@ class SharedWatch(FileWatch):
         self.catalog = catalog
         self.wd: Optional[int] = None  # the inode's own watch, once it lost its name
 
-    def start(self) -> None:
+    def start(self, patient: bool = False) -> None:
         """Open the file if it is there, else wait for the catalog to say it came."""
-        if not self._open():
+        if not self._open(patient):
             log.info("%s does not exist yet; waiting for it to appear", self.path)
 
     def check(self, fd: int) -> None:
