@@ -98,7 +98,6 @@ import sys
 from typing import List, Optional, Tuple
 
 import gevent
-from docopt import DocoptExit, docopt
 
 import tailsrv
 
@@ -108,7 +107,7 @@ from .server.accept import raise_open_files_limit
 from .server.listeners import (Bind, describe, inherited_listener, open_listener, parse_bind,
                                parse_host_port, remove_socket_file, tcp_listener)
 from .server.tailserver import TailServer
-from .usage import UsageError, console_script, usage_section
+from .usage import UsageError, complain, console_script, parse, usage_section
 
 log = logging.getLogger("tailsrv")
 
@@ -118,7 +117,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 @console_script
 def main(argv: Optional[List[str]] = None) -> int:
     try:
-        args = docopt(__doc__, argv)
+        args = parse(__doc__, argv)
         if args["--version"]:
             print(f"tailsrv {tailsrv.__version__}")
             return 0
@@ -139,11 +138,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if port is None and not activated and not (binds and all(b.unix for b in binds)):
             raise UsageError("-p PORT is required, unless every --bind is unix:PATH "
                              "or systemd passes the sockets")
-    except DocoptExit as usage:
-        print(usage, file=sys.stderr)
-        return 2
     except (UsageError, ValueError) as error:
-        print(f"tailsrv: {error}\n{usage_section(__doc__)}", file=sys.stderr)
+        complain(f"tailsrv: {error}\n{usage_section(__doc__)}")
         return 2
     if not setup_logging(level, args["--journald"]):
         return 1
@@ -262,8 +258,8 @@ def setup_logging(level: str, journald: bool) -> bool:
     if journald:
         handler = journal_handler()
         if handler is None:
-            print("tailsrv: --journald: no systemd journal here "
-                  "(no journal socket, and stderr is not the journal)", file=sys.stderr)
+            complain("tailsrv: --journald: no systemd journal here "
+                     "(no journal socket, and stderr is not the journal)")
             return False
     else:
         handler = BatchingHandler()
