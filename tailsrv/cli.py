@@ -22,8 +22,9 @@ check that the file still holds them, and answer `!replaced` and close if not.
 Options:
   -p PORT, --port PORT         TCP port to listen on: on every interface (IPv6
                                and IPv4), or on the addresses of --bind. Needed
-                               unless every address given is a unix socket or
-                               systemd passes the sockets.
+                               unless every address given is a unix socket,
+                               systemd passes the sockets, or --http alone
+                               serves the file (then no stream port is open).
   --bind ADDR                  Listen on ADDR instead of every interface; give
                                it again for more. ADDR is an IPv4 or IPv6
                                address (127.0.0.1, ::1, [::1]) on the port of
@@ -37,12 +38,13 @@ Options:
   --metrics ADDR:PORT          Serve Prometheus metrics over HTTP at
                                http://ADDR:PORT/metrics (127.0.0.1:9100,
                                [::1]:9100, or :9100 for every interface).
-  --http ADDR:PORT             Serve the file over HTTP too, in the same process:
+  --http ADDR:PORT             Serve the file over HTTP, in the same process:
                                a viewer page at http://ADDR:PORT/ and the raw
                                stream at /stream?start=H (H a header as above,
-                               default -100l). Same address forms as --metrics.
-                               Anyone who reaches it reads the file unless you
-                               give --http-auth.
+                               default -100l). Same address forms as --metrics;
+                               a port of its own, not -p's. Without -p it is the
+                               only port. Anyone who reaches it reads the file
+                               unless you give --http-auth.
   --http-auth FILE             Ask HTTP clients for the user name and password
                                in FILE, one line user:password (basic
                                authentication: put TLS in front, see docs/http.md).
@@ -80,9 +82,12 @@ Examples:
   tailsrv -p 4321 /var/log/app.log
   tailsrv -p 4321 --bind 127.0.0.1 --bind ::1 --metrics 127.0.0.1:9100 app.log
   tailsrv --bind unix:/run/tailsrv/app.sock --max-clients 1000 app.log
-  tailsrv -p 4321 --http :8080 app.log   (then open http://localhost:8080/)
+  tailsrv --http 127.0.0.1:8080 app.log   (the viewer alone: http://localhost:8080/)
+  tailsrv -p 4321 --http :8080 app.log   (stream port and viewer, every interface)
   tailsrv -p 4321 --follow-name /var/log/app.log   (a log that logrotate rotates)
-  echo -10l | nc localhost 4321        (the last 10 lines, then what is appended)
+  echo -10l | nc localhost 4321        (the last 10 lines, then what is appended;
+                                       nc is in Debian's netcat-openbsd)
+  tscat -n 10 localhost:4321           (the same with the client installed here)
 
 Exit status: 0 after SIGTERM, SIGINT or PATH gone (without --follow-name); 1
 on a runtime error (port in use, PATH unusable, the file could no longer be
@@ -135,9 +140,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                              "clients")
         level = _choice(args["--log-level"], LOG_LEVELS, "--log-level")
         activated = listen_fds()
-        if port is None and not activated and not (binds and all(b.unix for b in binds)):
-            raise UsageError("-p PORT is required, unless every --bind is unix:PATH "
-                             "or systemd passes the sockets")
+        stream = _stream_binds(port, binds, http, activated)
+        _distinct_ports(port, stream, metrics, http)
     except (UsageError, ValueError) as error:
         complain(f"tailsrv: {error}\n{usage_section(__doc__)}")
         return 2
@@ -154,15 +158,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                 listeners.append(inherited_listener(fd))
                 log.info("systemd passed fd %d (%s): %s", fd, name, describe(listeners[-1]))
         else:
-            for bind in binds or [Bind()]:
+            for bind in stream:
                 listeners.append(_listen(bind, port))
                 if bind.unix is not None and not bind.unix.startswith("@"):
                     owned.append(bind.unix)
         metrics_listener = _listen_extra(metrics, "serve metrics") if metrics else None
         http_listener = _listen_extra(http, "serve HTTP") if http else None
         where = ", ".join(describe(listener) for listener in listeners)
-        if not activated and not binds:  # as the original says it
+        if not activated and not binds and port is not None:  # as the original says it
             where = f"port {port} ({where})"
+        elif not listeners:
+            where = "the HTTP port only (no -p: no stream port)"
         return run(args, listeners, where, metrics_listener, header_timeout, max_clients,
                    grace, http_listener, credentials)
     except OSError as error:
@@ -174,6 +180,37 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         for path in owned:
             remove_socket_file(path)
+
+
+def _stream_binds(port: Optional[int], binds: List[Bind], http, activated) -> List[Bind]:
+    """Where the stream port listens: every --bind, or every interface with
+    -p alone, or nowhere when only --http serves the file (then it opens
+    nothing else); UsageError when a TCP address has no port."""
+    if activated:
+        return []
+    if port is None and any(bind.unix is None for bind in binds):
+        raise UsageError("-p PORT is required with --bind ADDR (an IP address)")
+    if port is None and not binds and http is None:
+        raise UsageError("-p PORT is required (the stream port), unless --http ADDR:PORT "
+                         "alone serves the file, every --bind is unix:PATH or systemd "
+                         "passes the sockets")
+    return binds or ([Bind()] if port is not None else [])
+
+
+def _distinct_ports(port: Optional[int], stream: List[Bind], metrics, http) -> None:
+    """UsageError when --http or --metrics would take an address the stream
+    port (or the other) listens on: it says so rather than 'Address already
+    in use' at start."""
+    taken = {(bind.host, port): "-p" for bind in stream if bind.unix is None}
+    for option, address in (("--metrics", metrics), ("--http", http)):
+        if address is None:
+            continue
+        host, number = address
+        for (other_host, other_port), other in taken.items():
+            if other_port == number and (other_host == host or "" in (other_host, host)):
+                raise UsageError(f"{option} and {other} name the same port {number}: "
+                                 f"each needs a port of its own")
+        taken[address] = option
 
 
 def _listen(bind: Bind, port: Optional[int]) -> socket.socket:

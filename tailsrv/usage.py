@@ -90,7 +90,7 @@ def explain(doc: str, argv: List[str]) -> str:
         if times > 1 and not re.search(re.escape(name) + r"[^]\n]*\]\.\.\.", usage):
             return f"option {name} given more than once"
     for group in re.findall(r"\[([^]]*\|[^]]*)\]", usage):
-        chosen = [name for name in re.findall(r"--?[\w-]+", group)
+        chosen = [options[name].longer or name for name in re.findall(r"--?[\w-]+", group)
                   if name in options and given[options[name].longer or name]]
         if len(chosen) > 1:
             return f"options {' and '.join(chosen)} cannot be combined: give one"
