@@ -12,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY setup.py MANIFEST.in README.md requirements.txt requirements-test.txt ./
+COPY pyproject.toml setup.py MANIFEST.in README.md requirements.txt requirements-test.txt ./
 COPY tailsrv/ ./tailsrv/
 RUN pip install --no-cache-dir . \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin tailsrv
