@@ -99,7 +99,6 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-import sys
 from typing import List, Optional, Tuple
 
 import gevent

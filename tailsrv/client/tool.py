@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from .. import __version__

@@ -58,9 +58,7 @@ usage; 130 after Ctrl-C.
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
-
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 from ..usage import UsageError, console_script
 from .follower import follow
