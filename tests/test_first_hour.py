@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import h11
 import pytest
@@ -301,3 +302,14 @@ def test_http_on_the_stream_port_says_so(logfile, http):
     assert result.returncode == 2
     assert result.stderr.decode().startswith(
         f"tailsrv: --http and -p name the same port {port}: each needs a port of its own\n")
+
+
+# 8. The README's first example needs `nc`.
+
+def test_the_readme_says_where_nc_comes_from_and_shows_a_way_without_it():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    first_nc = readme.index("| nc ")
+    assert "netcat-openbsd" in readme[:first_nc].split("\n\n")[-2]  # the paragraph before
+    assert "tscat -n 20 localhost:4321" in readme  # the same, with what pip installed
+    # and the viewer example opens only what it says
+    assert "    tailsrv --http 127.0.0.1:8080 " in readme
