@@ -247,6 +247,15 @@ def test_tscat_at_the_http_port_says_so_in_one_line(web, args):
                                f"HTTP port")
 
 
+def test_tssync_at_the_http_port_writes_nothing_and_says_so(web, tmp_path):
+    _, http_port = web
+    mirror = tmp_path / "mirror.log"
+    result = run("tssync", f"127.0.0.1:{http_port}", str(mirror))
+    assert (result.returncode, mirror.read_bytes()) == (1, b"")
+    assert result.stderr.decode().startswith(
+        f"tssync: 127.0.0.1:{http_port} is not a tailsrv stream port: it answered in HTTP")
+
+
 @pytest.mark.parametrize("args", [[], ["-n", "+1"], ["--offset", "0"], ["-n", "3"]])
 def test_a_file_that_looks_like_http_is_just_a_file(tmp_path, start_server, spawn, args):
     path = tmp_path / "dump.log"

@@ -83,7 +83,7 @@ def _tssync(args: Args) -> int:
         size = os.fstat(mirror.fd).st_size
         before = os.pread(mirror.fd, min(size, PROOF_BYTES), size - min(size, PROOF_BYTES))
         chunks = follow(address, size, reconnect=not args["--no-reconnect"], before=before,
-                        on_replaced=mirror.rotate)
+                        on_replaced=mirror.rotate, announce=True)
         for chunk in chunks:
             write_all(mirror.fd, chunk)
     finally:
