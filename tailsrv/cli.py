@@ -29,8 +29,9 @@ check that the file still holds them, and answer `!replaced` and close if not.
 Options:
   -p PORT, --port PORT         TCP port to listen on: on every interface (IPv6
                                and IPv4), or on the addresses of --bind. Needed
-                               unless every address given is a unix socket or
-                               systemd passes the sockets.
+                               unless every address given is a unix socket,
+                               systemd passes the sockets, or --http alone
+                               serves the file (then no stream port is open).
   --bind ADDR                  Listen on ADDR instead of every interface; give
                                it again for more. ADDR is an IPv4 or IPv6
                                address (127.0.0.1, ::1, [::1]) on the port of
@@ -49,12 +50,13 @@ Options:
   --metrics ADDR:PORT          Serve Prometheus metrics over HTTP at
                                http://ADDR:PORT/metrics (127.0.0.1:9100,
                                [::1]:9100, or :9100 for every interface).
-  --http ADDR:PORT             Serve the file over HTTP too, in the same process:
+  --http ADDR:PORT             Serve the file over HTTP, in the same process:
                                a viewer page at http://ADDR:PORT/ and the raw
                                stream at /stream?start=H (H a header as above,
-                               default -100l). Same address forms as --metrics.
-                               Anyone who reaches it reads the file unless you
-                               give --http-auth.
+                               default -100l). Same address forms as --metrics;
+                               a port of its own, not -p's. Without -p it is the
+                               only port. Anyone who reaches it reads the file
+                               unless you give --http-auth.
   --http-auth FILE             Ask HTTP clients for the user name and password
                                in FILE, one line user:password (basic
                                authentication: put TLS in front, see docs/http.md).
@@ -98,10 +100,13 @@ Examples:
   tailsrv -p 4321 /var/log/app.log
   tailsrv -p 4321 --bind 127.0.0.1 --bind ::1 --metrics 127.0.0.1:9100 app.log
   tailsrv --bind unix:/run/tailsrv/app.sock --max-clients 1000 app.log
-  tailsrv -p 4321 --http :8080 app.log   (then open http://localhost:8080/)
+  tailsrv --http 127.0.0.1:8080 app.log   (the viewer alone: http://localhost:8080/)
+  tailsrv -p 4321 --http :8080 app.log   (stream port and viewer, every interface)
   tailsrv -p 4321 --follow-name /var/log/app.log   (a log that logrotate rotates)
   tailsrv -p 4321 --glob '*.log' /var/log   (then: echo 'syslog.log -10l' | nc ...)
-  echo -10l | nc localhost 4321        (the last 10 lines, then what is appended)
+  echo -10l | nc localhost 4321        (the last 10 lines, then what is appended;
+                                       nc is in Debian's netcat-openbsd)
+  tscat -n 10 localhost:4321           (the same with the client installed here)
 
 Exit status: 0 after SIGTERM, SIGINT or PATH gone (without --follow-name); 1
 on a runtime error (port in use, PATH unusable, the file could no longer be
@@ -114,11 +119,9 @@ import logging
 import os
 import signal
 import socket
-import sys
 from typing import List, Optional, Tuple
 
 import gevent
-from docopt import DocoptExit, docopt
 
 import tailsrv
 
@@ -129,7 +132,7 @@ from .server.accept import raise_open_files_limit
 from .server.listeners import (Bind, describe, inherited_listener, open_listener, parse_bind,
                                parse_host_port, remove_socket_file, tcp_listener)
 from .server.tailserver import TailServer
-from .usage import UsageError, console_script, usage_section
+from .usage import UsageError, complain, console_script, parse, usage_section
 
 log = logging.getLogger("tailsrv")
 
@@ -139,7 +142,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 @console_script
 def main(argv: Optional[List[str]] = None) -> int:
     try:
-        args = docopt(__doc__, argv)
+        args = parse(__doc__, argv)
         if args["--version"]:
             print(f"tailsrv {tailsrv.__version__}")
             return 0
@@ -159,14 +162,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         _check_paths(args["PATH"], args["--glob"], args["--follow-symlinks"])
         workers = _parsed(worker_count, args["--workers"], "--workers")
         activated = listen_fds()
-        if port is None and not activated and not (binds and all(b.unix for b in binds)):
-            raise UsageError("-p PORT is required, unless every --bind is unix:PATH "
-                             "or systemd passes the sockets")
-    except DocoptExit as usage:
-        print(usage, file=sys.stderr)
-        return 2
+        stream = _stream_binds(port, binds, http, activated)
+        _distinct_ports(port, stream, metrics, http)
     except (UsageError, ValueError) as error:
-        print(f"tailsrv: {error}\n{usage_section(__doc__)}", file=sys.stderr)
+        complain(f"tailsrv: {error}\n{usage_section(__doc__)}")
         return 2
     if not setup_logging(level, args["--journald"]):
         return 1
@@ -183,15 +182,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                 listeners.append(inherited_listener(fd))
                 log.info("systemd passed fd %d (%s): %s", fd, name, describe(listeners[-1]))
         else:
-            for bind in binds or [Bind()]:
+            for bind in stream:
                 listeners.append(_listen(bind, port))
                 if bind.unix is not None and not bind.unix.startswith("@"):
                     owned.append(bind.unix)
         metrics_listener = _listen_extra(metrics, "serve metrics") if metrics else None
         http_listener = _listen_extra(http, "serve HTTP") if http else None
         where = ", ".join(describe(listener) for listener in listeners)
-        if not activated and not binds:  # as the original says it
+        if not activated and not binds and port is not None:  # as the original says it
             where = f"port {port} ({where})"
+        elif not listeners:
+            where = "the HTTP port only (no -p: no stream port)"
         return launch(workers, args, listeners, where, metrics_listener, header_timeout,
                       max_clients, grace, http_listener, credentials)
     except OSError as error:
@@ -202,6 +203,37 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         for path in owned:
             remove_socket_file(path)
+
+
+def _stream_binds(port: Optional[int], binds: List[Bind], http, activated) -> List[Bind]:
+    """Where the stream port listens: every --bind, or every interface with
+    -p alone, or nowhere when only --http serves the file (then it opens
+    nothing else); UsageError when a TCP address has no port."""
+    if activated:
+        return []
+    if port is None and any(bind.unix is None for bind in binds):
+        raise UsageError("-p PORT is required with --bind ADDR (an IP address)")
+    if port is None and not binds and http is None:
+        raise UsageError("-p PORT is required (the stream port), unless --http ADDR:PORT "
+                         "alone serves the file, every --bind is unix:PATH or systemd "
+                         "passes the sockets")
+    return binds or ([Bind()] if port is not None else [])
+
+
+def _distinct_ports(port: Optional[int], stream: List[Bind], metrics, http) -> None:
+    """UsageError when --http or --metrics would take an address the stream
+    port (or the other) listens on: it says so rather than 'Address already
+    in use' at start."""
+    taken = {(bind.host, port): "-p" for bind in stream if bind.unix is None}
+    for option, address in (("--metrics", metrics), ("--http", http)):
+        if address is None:
+            continue
+        host, number = address
+        for (other_host, other_port), other in taken.items():
+            if other_port == number and (other_host == host or "" in (other_host, host)):
+                raise UsageError(f"{option} and {other} name the same port {number}: "
+                                 f"each needs a port of its own")
+        taken[address] = option
 
 
 def _listen(bind: Bind, port: Optional[int]) -> socket.socket:
@@ -345,8 +377,8 @@ def setup_logging(level: str, journald: bool) -> bool:
     if journald:
         handler = journal_handler()
         if handler is None:
-            print("tailsrv: --journald: no systemd journal here "
-                  "(no journal socket, and stderr is not the journal)", file=sys.stderr)
+            complain("tailsrv: --journald: no systemd journal here "
+                     "(no journal socket, and stderr is not the journal)")
             return False
     else:
         handler = BatchingHandler()

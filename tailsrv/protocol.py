@@ -198,6 +198,11 @@ class HeaderReader:
     def __init__(self) -> None:
         self._buffer = b""
 
+    @property
+    def received(self) -> bytes:
+        """What has come so far (for a rejected header: what it was)."""
+        return self._buffer
+
     def feed(self, data: bytes) -> Optional[Request]:
         if not data:
             raise BadHeader("connection closed before the header's newline")

@@ -2,8 +2,10 @@
 environment, and the Dockerfile, linted and checked for its shape (the image
 itself is built and run in tests/test_container.py)."""
 
+import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import List, Tuple
 
@@ -20,11 +22,15 @@ SLOW = 300
 pytestmark = pytest.mark.timeout(2 * SLOW)
 
 
-def venv(path: Path, system_site_packages: bool) -> Path:
+#: Debian's own Python, whose venvs get Debian's pip (python3-pip).
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+def venv(path: Path, system_site_packages: bool, python: str = sys.executable) -> Path:
     """A fresh virtual environment; returns its bin directory. One that sees
     the system's packages installs without downloading the dependencies."""
     flags = ["--system-site-packages"] if system_site_packages else []
-    subprocess.run([sys.executable, "-m", "venv", *flags, str(path)], check=True, timeout=SLOW)
+    subprocess.run([python, "-m", "venv", *flags, str(path)], check=True, timeout=SLOW)
     return path / "bin"
 
 
@@ -51,7 +57,51 @@ def check_installed(bin: Path) -> None:
 
 
 def metadata_version() -> str:
-    return run(sys.executable, ROOT / "setup.py", "--version", cwd=ROOT).stdout.decode().strip()
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        return tomllib.load(file)["project"]["version"]
+
+
+@pytest.fixture(params=["debian", "newest"])
+def pip_venv(request, tmp_path) -> Path:
+    """A fresh virtual environment with Debian's pip (made by Debian's
+    Python, python3-pip), or with the newest pip from PyPI."""
+    if request.param == "debian":
+        if not os.path.exists(DEBIAN_PYTHON) and not os.environ.get("CI"):
+            pytest.skip(f"no {DEBIAN_PYTHON} here")
+        return venv(tmp_path / "venv", system_site_packages=False, python=DEBIAN_PYTHON)
+    bin = venv(tmp_path / "venv", system_site_packages=False)
+    upgraded = run(bin / "pip", "install", "--upgrade", "pip")
+    assert upgraded.returncode == 0, upgraded.stderr
+    return bin
+
+
+@pytest.mark.parametrize("editable", [False, True])
+def test_pip_installs_without_a_deprecation_warning(pip_venv, editable):
+    """``pip install .`` and ``pip install -e '.[test]'``, as the README says
+    (without the dependencies: their own installs are not ours to judge)."""
+    target = ["-e", f"{ROOT}[test]"] if editable else [ROOT]
+    result = run(pip_venv / "pip", "install", "--no-deps", *target)
+    said = (result.stdout + result.stderr).decode()
+    assert result.returncode == 0, said
+    assert "DEPRECATION" not in said and "deprecated" not in said.lower(), said
+    scripts = {path.name for path in pip_venv.iterdir()}
+    assert {"tailsrv", "tscat", "tssync"} <= scripts
+    shown = run(pip_venv / "pip", "show", "tailsrv").stdout.decode()
+    assert f"Version: {metadata_version()}" in shown and "gevent" in shown
+
+
+def test_build_makes_an_sdist_and_a_wheel_that_install_and_run(tmp_path):
+    """``python -m build``: the sdist first, then the wheel built from it, so
+    that the sdist holds everything a build needs; each installs and runs."""
+    built = run(sys.executable, "-m", "build", "--outdir", tmp_path / "dist", ROOT)
+    assert built.returncode == 0, built.stderr.decode()[-2000:]
+    [sdist] = (tmp_path / "dist").glob("tailsrv-*.tar.gz")
+    [wheel] = (tmp_path / "dist").glob("tailsrv-*.whl")
+    for name, artefact in (("sdist", sdist), ("wheel", wheel)):
+        bin = venv(tmp_path / name, system_site_packages=True)
+        installed = run(bin / "pip", "install", "--no-deps", artefact)
+        assert installed.returncode == 0, installed.stderr
+        check_installed(bin)
 
 
 def test_wheel_installs_into_a_fresh_venv(tmp_path):

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from tailsrv.wrongport import http_answer, http_request, stream_port_text
+
 from . import limits
 from .clients import Client, Follower, Loop, Spawner
 from .files import GrowingFile
@@ -53,12 +55,17 @@ HOSTILE = {
 
 
 class Hostile(Client):
-    """Sends one bad header; must get no file data, only a closed connection."""
+    """Sends one bad header; must get no file data, only a closed connection
+    (an HTTP request line, only the stream port's HTTP 400 before the close:
+    `tailsrv.wrongport`, byte for byte)."""
 
     def __init__(self, loop: Loop, port: int, kind: str, payload: bytes, then: str,
                  tally: Tally, ended: Callable[[Client], None]) -> None:
         super().__init__(loop, port, payload, ended)
         self.kind, self.then, self.tally = kind, then, tally
+        self.answer = (http_answer(payload, 400, stream_port_text(None))
+                       if http_request(payload) else b"")
+        self.received = b""
 
     def on_open(self) -> None:
         if self.then != "wait":
@@ -66,6 +73,9 @@ class Hostile(Client):
             self.close(reset=self.then == "reset")
 
     def on_data(self, data: bytes) -> None:
+        self.received += data
+        if self.answer.startswith(self.received):
+            return
         self.tally["file data sent to a bad header"] += 1
         self.tally.note(f"{self.kind}: {self.header[:40]!r} got {data[:20]!r}")
         self.close()

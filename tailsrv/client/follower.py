@@ -38,6 +38,7 @@ from typing import Callable, Iterable, Iterator, List, NamedTuple, Optional, Tup
 from ..keepalive import enable_keepalive
 from ..names import LIST, named_header, parse_list_line
 from ..protocol import PROOF_BYTES, REFUSAL, Proof, make_proof
+from ..wrongport import HTTP_ANSWER, MAX_ANSWER_BYTES, summary
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,11 @@ class BadAddress(ValueError):
 class ProtocolError(Exception):
     """The server answered something the protocol does not allow; retrying
     would not help."""
+
+
+class NotTailsrv(ProtocolError):
+    """The server answered a header in HTTP: it is an HTTP port (tailsrv's
+    --http port, or a web server), not a tailsrv stream port."""
 
 
 class NoAnswer(ConnectionError):
@@ -158,8 +164,8 @@ def reconnect_delay(failures: int) -> float:
 
 def follow(address: str, offset: int = 0, lines: Optional[int] = None,
            reconnect: bool = True, before: bytes = b"",
-           on_replaced: Optional[OnReplaced] = None,
-           file: Optional[str] = None) -> Iterator[bytes]:
+           on_replaced: Optional[OnReplaced] = None, file: Optional[str] = None,
+           announce: bool = False, wait: bool = True) -> Iterator[bytes]:
     """Yield the bytes of the file the server at ``address`` streams.
 
     Starts at byte ``offset`` (negative: that many bytes before the end) or,
@@ -180,13 +186,20 @@ def follow(address: str, offset: int = 0, lines: Optional[int] = None,
 
     ``file`` names the file (its base name) of a server of several files
     (see `list_files`); None asks for the one file of a server of one.
+    ``announce`` asks the server to announce even a plain start (``0?``), so
+    that an HTTP port is recognised on the first connection (a start that is
+    relative, and every resume, ask for an answer anyway); a server that does
+    not know ``?`` (the original) is then asked again without it. With
+    ``wait`` false, a first connection that fails (the name does not resolve,
+    the connection is refused) raises that OSError rather than being retried:
+    most likely the address is wrong.
 
     Raises `BadAddress` for a malformed address when called, before any I/O;
     the iterator raises `ProtocolError` if the server sends a malformed start
-    position.
+    position, `NotTailsrv` if it answers in HTTP.
     """
     return _notices(_stream(address, _target(address, offset, lines), offset, lines, reconnect,
-                            before, file), on_replaced)
+                            before, file, announce, wait), on_replaced)
 
 
 def follow_lines(address: str, offset: int = 0, lines: Optional[int] = None,
@@ -270,7 +283,8 @@ def list_files(address: str) -> List[Tuple[str, int]]:
 
 
 def _stream(address: str, target: Target, offset: int, lines: Optional[int], reconnect: bool,
-            before: bytes, file: Optional[str] = None) -> Iterator[Union[bytes, Replaced]]:
+            before: bytes, file: Optional[str] = None, announce: bool = False,
+            wait: bool = True) -> Iterator[Union[bytes, Replaced]]:
     """`follow`'s generator: the file's bytes, and a `Replaced` notice before
     the bytes of each new file."""
     # The absolute position of the next byte (None until the server says it),
@@ -278,23 +292,32 @@ def _stream(address: str, target: Target, offset: int, lines: Optional[int], rec
     position = offset if lines is None and offset >= 0 else None
     first = named_header(file, header(offset, lines, announce=reconnect and position is None))
     tail = before[-PROOF_BYTES:] if position else b""
+    ask = announce and position is not None  # a plain start asked to announce
     failures = 0
     unanswered = 0  # proofs in a row closed without an answer
     plain = False   # the server does not know proofs: resume without them
+    connected = False  # at least once: from then on a failure is retried
+    outage = False     # a failure was reported, its end not yet
     while True:
         proof = None if plain or not position else make_proof(tail)
         try:
             with _connect(target) as sock:
                 sock.sendall(first if position is None
-                             else named_header(file, header(position, proof=proof)))
+                             else named_header(file, header(position, announce=ask,
+                                                            proof=proof)))
                 data = b""
-                if proof is not None or position is None and reconnect:
-                    answer, data = _read_announcement(sock)
+                if ask or proof is not None or position is None and reconnect:
+                    answer, data = _read_announcement(sock, address)
                     unanswered = 0
                     if answer is None:  # refused: the new file follows, from 0
                         yield Replaced(address, position)
                         answer, tail = 0, b""
                     position = answer
+                ask = False
+                if outage:
+                    log.warning("connected to %s again%s", address,
+                                "" if position is None else f"; resuming at byte {position}")
+                connected, outage = True, False
                 while True:
                     data = data or sock.recv(RECV_BYTES)
                     if not data:
@@ -308,6 +331,9 @@ def _stream(address: str, target: Target, offset: int, lines: Optional[int], rec
                     data = b""
             why = "closed by the server"
         except NoAnswer as error:
+            if ask:  # a server without '?' (the original): a plain start, at once
+                ask = False
+                continue
             if proof is not None:
                 unanswered += 1
                 plain = unanswered >= PROOF_ATTEMPTS or not reconnect
@@ -321,7 +347,7 @@ def _stream(address: str, target: Target, offset: int, lines: Optional[int], rec
                 raise
             why = str(error)
         except OSError as error:
-            if not reconnect:
+            if not reconnect or not (wait or connected):
                 if error.filename is None:
                     error.filename = address  # so that messages say which server
                 raise
@@ -330,7 +356,11 @@ def _stream(address: str, target: Target, offset: int, lines: Optional[int], rec
             return
         delay = reconnect_delay(failures)
         failures += 1
-        log.warning("connection to %s: %s; reconnecting in %g s", address, why, delay)
+        # Said once for each outage, not at every attempt; and its end, above.
+        log.log(logging.DEBUG if outage else logging.WARNING,
+                "connection to %s: %s; reconnecting in %g s, then at longer intervals "
+                "(up to %g s) until it answers", address, why, delay, MAX_RECONNECT_DELAY)
+        outage = True
         time.sleep(delay)
 
 
@@ -351,11 +381,14 @@ def _connect(target: Target) -> socket.socket:
     return sock
 
 
-def _read_announcement(sock: socket.socket) -> Tuple[Optional[int], bytes]:
+def _read_announcement(sock: socket.socket, address: str) -> Tuple[Optional[int], bytes]:
     """Read until the start position (or a refusal) is in; return it and the
-    data after it."""
+    data after it. `NotTailsrv` when an HTTP answer came instead."""
     data = b""
     while True:
+        if data.startswith(HTTP_ANSWER):
+            raise NotTailsrv(f"{address} is not a tailsrv stream port: it "
+                             f"{summary(_rest(sock, data))}")
         parsed = parse_announcement(data)
         if parsed is not None:
             return parsed
@@ -364,3 +397,18 @@ def _read_announcement(sock: socket.socket) -> Tuple[Optional[int], bytes]:
             raise NoAnswer("closed before announcing the start position (as a server "
                            "without the '?' and resume proof extensions does)")
         data += more
+
+
+def _rest(sock: socket.socket, data: bytes) -> bytes:
+    """``data`` and what follows it until the server closes, up to
+    `MAX_ANSWER_BYTES` and for `CONNECT_TIMEOUT` seconds at most."""
+    sock.settimeout(CONNECT_TIMEOUT)
+    try:
+        while len(data) < MAX_ANSWER_BYTES:
+            more = sock.recv(MAX_ANSWER_BYTES)
+            if not more:
+                break
+            data += more
+    except OSError:
+        pass
+    return data[:MAX_ANSWER_BYTES]

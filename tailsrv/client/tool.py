@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from typing import Any, Callable, Dict, List, Optional
 
-from docopt import DocoptExit, docopt
-
 from .. import __version__
-from ..usage import UsageError, usage_section
+from ..usage import UsageError, complain, parse, usage_section
 from .follower import BadAddress, ProtocolError
 
 #: Exit status after Ctrl-C: 128 + SIGINT, what a shell reports for a program
@@ -39,9 +36,9 @@ def run(doc: str, argv: Optional[List[str]], body: Callable[[Args], int]) -> int
     """
     name = doc.split()[0]
     try:
-        args = docopt(doc, argv, version=f"{name} {__version__}")
-    except DocoptExit as usage:
-        print(usage, file=sys.stderr)
+        args = parse(doc, argv, version=f"{name} {__version__}")
+    except UsageError as error:
+        complain(f"{name}: {error}\n{usage_section(doc)}")
         return 2
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(f"{name}: %(message)s"))
@@ -51,10 +48,10 @@ def run(doc: str, argv: Optional[List[str]], body: Callable[[Args], int]) -> int
         try:
             return body(args)
         except (UsageError, BadAddress) as error:
-            print(f"{name}: {error}\n{usage_section(doc)}", file=sys.stderr)
+            complain(f"{name}: {error}\n{usage_section(doc)}")
             return 2
         except (OSError, ProtocolError) as error:
-            print(f"{name}: {describe(error)}", file=sys.stderr)
+            complain(f"{name}: {describe(error)}")
             return 1
         except KeyboardInterrupt:
             return INTERRUPTED

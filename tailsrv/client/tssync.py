@@ -12,7 +12,9 @@ served file grows. A mirror that was stopped, or whose connection dropped,
 carries on from where it stopped, without a byte missing or repeated: the
 length of FILE is the position to resume from. When the connection drops, or
 the server is not there yet, tssync tries again, waiting longer after each
-failed attempt (up to 30 s), and reports it on standard error.
+failed attempt (up to 30 s): it says so once on standard error, not at every
+attempt, and again when it is connected, with the byte it resumed at. A server
+that answers in HTTP (the --http port of tailsrv) ends it at once, in one line.
 
 FILE is locked (an exclusive flock) while tssync runs: a second tssync on the
 same FILE exits at once with status 1.
@@ -108,7 +110,7 @@ def mirror_into(path: str, address: str, reconnect: bool, name: Optional[str] = 
         size = os.fstat(mirror.fd).st_size
         before = os.pread(mirror.fd, min(size, PROOF_BYTES), size - min(size, PROOF_BYTES))
         chunks = follow(address, size, reconnect=reconnect, before=before,
-                        on_replaced=mirror.rotate, file=name)
+                        on_replaced=mirror.rotate, file=name, announce=True)
         for chunk in chunks:
             write_all(mirror.fd, chunk)
     finally:

@@ -29,6 +29,7 @@ from ..protocol import BadHeader
 from ..server.accept import AcceptBackoff
 from ..server.stream import Client
 from ..server.tailserver import RawAccept, TailServer
+from ..wrongport import not_a_request, viewer_at
 from .chunked import ChunkedClient
 from .rules import (SECURITY_HEADERS, TEXT, Listing, Reply, Stream, answer, error, files_reply,
                     load_pages, no_file)
@@ -60,6 +61,7 @@ class HttpFront(AcceptBackoff, RawAccept):
         self.credentials = credentials
         self.pages = load_pages()
         owner.attach(self)
+        owner.viewer = viewer_at(*self.socket.getsockname()[:2])
 
     def do_handle(self, fd: int, address) -> None:
         peer = self.owner.admit(fd, address)
@@ -112,17 +114,33 @@ class HttpFront(AcceptBackoff, RawAccept):
                     event = conn.next_event()
                     if event is h11.NEED_DATA:
                         conn.receive_data(sock.recv(REQUEST_READ))
+                        wrong = not_a_request(bytes(conn.trailing_data[0])) \
+                            if conn.their_state is h11.IDLE else None
+                        if wrong is not None:  # at once, not after the head's timeout
+                            return self._refuse(conn, sock, peer, wrong)
                     elif isinstance(event, h11.Request):
                         return event
                     else:  # ConnectionClosed, or a client that sent a body we don't read
                         return None
         except h11.RemoteProtocolError as bad:
             self.owner.rejected["bad_header"] += 1
-            log.info("%s bad request: %s", peer, bad)
-            self._reply(conn, sock, error(bad.error_status_hint, f"bad request: {bad}"))
+            log.info("%s bad request: %s", peer, plain(bad))
+            self._reply(conn, sock, error(bad.error_status_hint, f"bad request: {plain(bad)}"))
         except BadHeader as reason:
             self.owner.rejected["bad_header"] += 1
             log.info("%s %s", peer, reason)
+        return None
+
+    def _refuse(self, conn: h11.Connection, sock, peer: str, reason: str) -> None:
+        """Answer 400 with ``reason`` to what cannot become a request; None."""
+        self.owner.rejected["bad_header"] += 1
+        log.info("%s bad request (answered 400): %s", peer, reason)
+        conn.receive_data(b"")  # nothing more is read: h11 sees an unfinished request
+        try:
+            conn.next_event()
+        except h11.RemoteProtocolError:  # what lets a server answer without a request
+            pass
+        self._reply(conn, sock, error(400, reason))
         return None
 
     def _reply(self, conn: h11.Connection, sock, reply: Reply) -> bool:
@@ -170,6 +188,13 @@ class HttpFront(AcceptBackoff, RawAccept):
         fd = sock.detach()
         fanout.join(ChunkedClient(fd, what, began, start, conn) if chunked
                     else Client(fd, what, began, start))
+
+
+def plain(problem: h11.RemoteProtocolError) -> str:
+    """h11's complaint without the bytes it quotes in Python's notation
+    (``illegal request line: bytearray(b'hello there')``): a sentence."""
+    text = str(problem).split(": bytearray(", 1)[0].split(": b'", 1)[0]
+    return "not an HTTP request line" if text == "illegal request line" else text
 
 
 def _shown(target: bytes) -> str:

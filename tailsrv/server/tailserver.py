@@ -38,6 +38,7 @@ from gevent.socket import wait_write
 from .. import logs
 from ..keepalive import enable_keepalive
 from ..protocol import REFUSAL, BadHeader, HeaderReader, Request, announcement, byte_position
+from ..wrongport import http_answer, http_request, stream_port_text
 from .accept import AcceptBackoff
 from .headers import Headers, Pending
 from .placement import Placement
@@ -79,7 +80,8 @@ class TailServer(AcceptBackoff, RawAccept, Placement):
 
     ``listener`` is a bound, listening socket (see `tailsrv.listeners`), an
     address as `gevent.server.StreamServer` takes it, or a list of listening
-    sockets served together. The server stops by itself when the file is
+    sockets served together; an empty list for a server that only the fronts
+    `attach`ed to it serve (the HTTP front). The server stops by itself when the file is
     deleted or moved, unless ``linger`` is true, or ``follow_name``: then new
     connections get the new file at ``path`` while the clients of the old one
     finish it (see `tailsrv.rotation`; ``rotation_grace`` is its grace period).
@@ -114,9 +116,11 @@ class TailServer(AcceptBackoff, RawAccept, Placement):
         rotation_grace: Optional[float] = None,
     ) -> None:
         listeners = listener if isinstance(listener, list) else [listener]
-        if not listeners:
-            raise ValueError("TailServer needs at least one listener")
-        super().__init__(listeners[0], spawn=Pool())
+        #: False for a server with no listener of its own, served only by the
+        #: fronts `attach`ed to it (``tailsrv --http ADDR:PORT`` without -p).
+        self.listening = bool(listeners)
+        # Without one, an address that is never bound, as gevent needs one.
+        super().__init__(listeners[0] if listeners else ("127.0.0.1", 0), spawn=Pool())
         if header_timeout is not None:
             self.header_timeout = header_timeout
         if max_clients is not None:
@@ -124,6 +128,9 @@ class TailServer(AcceptBackoff, RawAccept, Placement):
         self.serve_files(path, linger, follow_name, rotation_grace)
         self.headers = Headers(self.header_timeout, self._arrived, self._refused)
         self.siblings = [_Sibling(extra, self) for extra in listeners[1:]]
+        #: Where the HTTP front is, in words ("the viewer is at http://...")
+        #: when there is one: an HTTP request on the stream port is told.
+        self.viewer: Optional[str] = None
         self.accepted = 0
         self.rejected: Counter = Counter()
         self.connections = 0
@@ -137,6 +144,14 @@ class TailServer(AcceptBackoff, RawAccept, Placement):
         self.fanout = Fanout(self.watch, self.client_ended)
         self.rotation = Rotation(self, rotation_grace) if follow_name else None
 
+    def init_socket(self) -> None:
+        if self.listening:
+            super().init_socket()
+
+    def start_accepting(self) -> None:
+        if self.listening:
+            super().start_accepting()
+
     def start(self) -> None:
         """Start following the file and accepting clients.
 
@@ -146,7 +161,7 @@ class TailServer(AcceptBackoff, RawAccept, Placement):
         super().start()
         for sibling in self.siblings:
             sibling.start()
-        for server in (self, *self.siblings):
+        for server in (self, *self.siblings) if self.listening else self.siblings:
             tune(server.socket)
 
     def new_watch(self, path: str) -> FileWatch:
@@ -279,10 +294,18 @@ class TailServer(AcceptBackoff, RawAccept, Placement):
         (fanout or self.fanout).join(Client(pending.fd, pending.peer, pending.began, start))
 
     def _refused(self, pending: Pending, error: Exception) -> None:
-        """A connection closed before it was a client: a bad header, or gone."""
+        """A connection closed before it was a client: a bad header, or gone.
+        An HTTP request is told in HTTP that this is the stream port."""
         if isinstance(error, BadHeader):
             self.rejected["bad_header"] += 1
-            log.warning("%s rejected: %s", pending.peer, error)
+            request = http_request(pending.reader.received)
+            if request is not None:
+                log.warning("%s rejected: an HTTP request (%s) on the stream port; answered "
+                            "400", pending.peer, request)
+                _answer_http(pending.fd, http_answer(pending.reader.received, 400,
+                                                     stream_port_text(self.viewer)))
+            else:
+                log.warning("%s rejected: %s", pending.peer, error)
         else:
             log.info("%s gone before sending a header: %s", pending.peer,
                      getattr(error, "strerror", None) or error)
@@ -358,6 +381,31 @@ def _write_all(fd: int, data: bytes) -> None:
             view = view[os.write(fd, view):]
         except BlockingIOError:
             wait_write(fd)
+
+
+def _answer_http(fd: int, response: bytes) -> None:
+    """Send a short HTTP response to a connection about to be closed: first
+    read what the request still holds, then shut the sending side, so that
+    the close does not reset the connection (which can destroy the response
+    before the client has read it)."""
+    try:
+        _drain(fd)
+        os.write(fd, response)  # a few hundred bytes into an empty socket buffer
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_WR)
+        _drain(fd)
+    except OSError:
+        pass
+
+
+def _drain(fd: int) -> None:
+    """Read and drop what a non-blocking socket holds now (a bounded amount)."""
+    for _ in range(16):
+        try:
+            if not os.read(fd, 65536):
+                return
+        except BlockingIOError:
+            return
 
 
 def format_peer(address) -> str:
