@@ -27,6 +27,7 @@ setup(
         "tailsrv = tailsrv.cli:main",
         "tscat = tailsrv.client.tscat:main",
         "tssync = tailsrv.client.tssync:main",
+        "tspub = tailsrv.client.tspub:main",
     ]},
     classifiers=[
         "Development Status :: 4 - Beta",

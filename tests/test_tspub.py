@@ -1,0 +1,278 @@
+"""tspub against real nats-server processes: every byte of a growing file in the
+stream exactly once, in order, through SIGKILLs, tailsrv restarts, logrotate,
+a cluster node dying, and a second tspub; bad input in one line."""
+
+import random
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import IO_TIMEOUT, append, script, wait_for
+from jetstream_servers import files, nats_cluster, nats_server, read_stream, stream_files  # noqa: F401
+
+pytestmark = pytest.mark.timeout(120)
+
+#: Seconds to wait for the stream to catch up with the file.
+CATCH_UP = 30
+
+
+class Writer:
+    """A thread appending numbered lines to a file, a few at a time, until stopped."""
+
+    def __init__(self, path, pause: float = 0.002) -> None:
+        self.path, self.pause, self.count = path, pause, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        rng = random.Random(4)
+        while not self.stop.is_set() and self.count < 200_000:
+            lines = b"".join(b"line %d %s\n" % (self.count + i, b"x" * rng.randint(0, 120))
+                             for i in range(rng.randint(1, 20)))
+            append(self.path, lines)
+            self.count += 1
+            time.sleep(self.pause)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(IO_TIMEOUT)
+
+
+def tspub(spawn, server, nats_url: str, subject: str = "logs.app", *options: str):
+    return spawn(["tspub", *options, f"127.0.0.1:{server.port}", nats_url, subject])
+
+
+def wait_stream(urls: str, expected, subject: str = "logs.app", timeout: float = CATCH_UP):
+    """Wait until the stream's files are ``expected``, then check it strictly."""
+    try:
+        wait_for(lambda: stream_files(urls, subject) == expected, timeout=timeout, interval=0.3)
+    finally:
+        got = files(read_stream(urls, subject))
+        assert [len(file) for file in got] == [len(file) for file in expected]
+        assert got == expected
+
+
+def stop(proc) -> bytes:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=IO_TIMEOUT)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("mode", ["lines", "chunks"])
+def test_every_byte_once_in_order(start_server, logfile, spawn, nats_server, mode):
+    nats = nats_server()
+    server = start_server(logfile)
+    publisher = tspub(spawn, server, nats.url, "logs.app", "--records", mode)
+    writer = Writer(logfile)
+    time.sleep(1)
+    writer.finish()
+    wait_stream(nats.url, [logfile.read_bytes()])
+    messages = read_stream(nats.url, "logs.app")
+    assert {m["id"] for m in messages} == {f"logs.app/0/{m['offset']}" for m in messages}
+    if mode == "lines":
+        assert all(m["data"].endswith(b"\n") and b"\n" not in m["data"][:-1] for m in messages)
+    else:
+        assert len(messages) < logfile.read_bytes().count(b"\n")
+    err = stop(publisher)
+    assert b"created stream logs_app for logs.app" in err
+
+
+def test_an_unfinished_line_waits_for_its_end(start_server, logfile, spawn, nats_server):
+    nats = nats_server()
+    server = start_server(logfile)
+    publisher = tspub(spawn, server, nats.url)
+    wait_stream(nats.url, [b"hello\nworld\n"])
+    append(logfile, b"half a ")
+    time.sleep(1)
+    assert files(read_stream(nats.url, "logs.app")) == [b"hello\nworld\n"]
+    append(logfile, b"line\n")
+    wait_stream(nats.url, [b"hello\nworld\nhalf a line\n"])
+    stop(publisher)
+
+
+def test_a_long_line_arrives_whole_through_continuations(start_server, logfile, spawn,
+                                                         nats_server):
+    nats = nats_server("max_payload: 65536")
+    long_line = bytes(random.Random(1).choice(b"abcdef") for _ in range(1 << 20)) + b"\n"
+    append(logfile, long_line + b"short\n")
+    server = start_server(logfile)
+    publisher = tspub(spawn, server, nats.url)
+    wait_stream(nats.url, [logfile.read_bytes()])
+    messages = read_stream(nats.url, "logs.app")
+    parts = [m for m in messages if m["offset"] >= 12 and m["offset"] < 12 + len(long_line)]
+    assert len(parts) > 16 and all(len(m["data"]) <= 65536 for m in parts)
+    assert [m["continues"] for m in parts] == [True] * (len(parts) - 1) + [False]
+    assert b"".join(m["data"] for m in parts) == long_line
+    stop(publisher)
+
+
+def test_sigkill_at_20_random_moments(start_server, logfile, spawn, nats_server):
+    nats = nats_server()
+    server = start_server(logfile)
+    writer = Writer(logfile, pause=0.005)
+    rng = random.Random(20)
+    try:
+        for _ in range(20):
+            publisher = tspub(spawn, server, nats.url, "logs.app", "--records",
+                              rng.choice(["lines", "chunks"]))
+            time.sleep(rng.uniform(0.1, 1.0))
+            publisher.kill()
+            publisher.wait(IO_TIMEOUT)
+    finally:
+        writer.finish()
+    assert len(read_stream(nats.url, "logs.app")) > 0
+    publisher = tspub(spawn, server, nats.url)
+    wait_stream(nats.url, [logfile.read_bytes()])
+    err = stop(publisher)
+    assert b"stream logs_app ends at generation 0 byte" in err
+
+
+def test_tailsrv_restarted_then_the_file_rotated(start_server, logfile, spawn, nats_server,
+                                                 tmp_path):
+    nats = nats_server()
+    server = start_server(logfile, "--follow-name", "--rotation-grace", "0.5")
+    publisher = tspub(spawn, server, nats.url, "logs.app", "--records", "chunks")
+    append(logfile, b"before the restart\n")
+    wait_stream(nats.url, [logfile.read_bytes()])
+    server.restart()
+    append(logfile, b"after the restart\n")
+    wait_stream(nats.url, [logfile.read_bytes()])
+    config = tmp_path / "logrotate.conf"
+    config.write_text(f"{logfile} {{\n  rotate 3\n  create\n}}\n")
+    append(logfile, b"the last line of the old file, without a newline")
+    subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "state"), str(config)], check=True,
+                   timeout=IO_TIMEOUT)
+    old = logfile.with_name("app.log.1").read_bytes()
+    append(logfile, b"a new file\n")
+    wait_stream(nats.url, [old, logfile.read_bytes()])
+    err = stop(publisher)
+    assert b"file replaced: publishing the new one as generation 1" in err
+
+
+def test_a_three_node_cluster_loses_a_node(start_server, logfile, spawn, nats_cluster):
+    urls = ",".join(node.url for node in nats_cluster)
+    server = start_server(logfile)
+    publisher = tspub(spawn, server, urls, "logs.app", "--replicas", "3")
+    writer = Writer(logfile, pause=0.01)
+    try:
+        time.sleep(1.5)
+        nats_cluster[0].kill()
+        time.sleep(3)
+        nats_cluster[0].start()
+        time.sleep(1)
+    finally:
+        writer.finish()
+    wait_stream(urls, [logfile.read_bytes()], timeout=60)
+    stop(publisher)
+
+
+def two_publishers(start_server, logfile, spawn, urls, *options):
+    server = start_server(logfile)
+    writer = Writer(logfile, pause=0.01)
+    try:
+        first = tspub(spawn, server, urls, "logs.app", *options)
+        second = tspub(spawn, server, urls, "logs.app", *options)
+        wait_for(lambda: first.poll() is not None or second.poll() is not None, timeout=60,
+                 interval=0.1)
+    finally:
+        writer.finish()
+    loser, winner = (first, second) if first.poll() is not None else (second, first)
+    _, err = loser.communicate(timeout=IO_TIMEOUT)
+    assert loser.returncode == 1
+    last = err.decode().strip().splitlines()[-1]
+    assert "is another tspub publishing logs.app?" in last or \
+        "another publisher stored" in last, err
+    wait_stream(urls, [logfile.read_bytes()], timeout=60)
+    stop(winner)
+
+
+@pytest.mark.parametrize("mode", ["lines", "chunks"])
+def test_two_tspub_never_both_publish(start_server, logfile, spawn, nats_server, mode):
+    two_publishers(start_server, logfile, spawn, nats_server().url, "--records", mode)
+
+
+def test_two_tspub_never_both_publish_in_a_cluster(start_server, logfile, spawn, nats_cluster):
+    urls = ",".join(node.url for node in nats_cluster)
+    two_publishers(start_server, logfile, spawn, urls, "--replicas", "3", "--records", "chunks")
+
+
+def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run([script("tspub"), *args], capture_output=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def one_line(result: subprocess.CompletedProcess, status: int, text: str) -> None:
+    err = result.stderr.decode()
+    assert result.returncode == status, err
+    assert text in err.splitlines()[0] and "Traceback" not in err
+
+
+def test_help_and_version():
+    result = run("--help")
+    assert result.returncode == 0
+    for words in ("Usage:", "--stream NAME", "--records MODE", "--creds FILE", "Exit status"):
+        assert words in result.stdout.decode()
+    assert run("--version").stdout.startswith(b"tspub ")
+
+
+@pytest.mark.parametrize("args, text", [
+    (["localhost:1", "http://localhost:4222", "a"], "expected nats://HOST:PORT"),
+    (["localhost:1", "nats://localhost", "a"], "expected nats://HOST:PORT"),
+    (["localhost:1", "nats://u:secret@localhost:4222", "a"], "in a file"),
+    (["localhost:1", "nats://localhost:4222", "logs.*"], "invalid subject 'logs.*'"),
+    (["localhost:1", "nats://localhost:4222", "logs.>"], "invalid subject 'logs.>'"),
+    (["localhost:1", "nats://localhost:4222", "logs..app"], "invalid subject"),
+    (["--records", "words", "localhost:1", "nats://localhost:4222", "a"], "--records 'words'"),
+    (["--replicas", "9", "localhost:1", "nats://localhost:4222", "a"], "--replicas 9"),
+    (["--stream", "a.b", "localhost:1", "nats://localhost:4222", "a"], "stream name 'a.b'"),
+    (["localhost", "nats://localhost:4222", "a"], "expected HOST:PORT"),
+])
+def test_bad_usage_exits_2(args, text):
+    one_line(run(*args), 2, text)
+
+
+def test_unreachable_nats_exits_1(start_server, logfile):
+    server = start_server(logfile)
+    one_line(run(f"127.0.0.1:{server.port}", "nats://127.0.0.1:1", "logs.app"), 1,
+             "nats://127.0.0.1:1: cannot connect to NATS")
+
+
+def test_a_stream_with_another_subject_exits_1(start_server, logfile, nats_server):
+    nats = nats_server()
+    server = start_server(logfile)
+    result = _after_stream(nats.url, "shared", ["other.subject"],
+                           lambda: run(f"127.0.0.1:{server.port}", nats.url, "logs.app",
+                                       "--stream", "shared"))
+    one_line(result,
+             1, "stream shared covers other.subject: tspub needs a stream of its own")
+
+
+def test_a_full_stream_is_a_clear_error(start_server, logfile, nats_server):
+    nats = nats_server()
+    server = start_server(logfile)
+    result = _after_stream(nats.url, "logs_app", ["logs.app"],
+                           lambda: run(f"127.0.0.1:{server.port}", nats.url, "logs.app"),
+                           max_msgs=1, discard="new")
+    one_line(result, 1, "stream logs_app refused the message at generation 0 byte 6")
+
+
+def _after_stream(url, name, subjects, then, **config):
+    """Create a stream with nats-py, then call ``then``."""
+    import asyncio
+
+    import nats
+    from nats.js.api import StreamConfig
+
+    async def create():
+        nc = await nats.connect([url])
+        await nc.jetstream().add_stream(StreamConfig(name=name, subjects=subjects, **config))
+        await nc.close()
+
+    asyncio.run(create())
+    return then()
