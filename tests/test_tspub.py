@@ -210,7 +210,9 @@ def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
 def one_line(result: subprocess.CompletedProcess, status: int, text: str) -> None:
     err = result.stderr.decode()
     assert result.returncode == status, err
-    assert text in err.splitlines()[0] and "Traceback" not in err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if text in line]
+    assert len(errors) == 1 and errors[0].startswith("tspub: "), err
 
 
 def test_help_and_version():

@@ -94,6 +94,11 @@ HEADER_ROOM = 256
 #: JetStream's error code for a message refused by its expected last sequence.
 WRONG_LAST_SEQUENCE = 10071
 
+#: JetStream's error code for a message it could not store: the stream is full
+#: (maximum messages or bytes, with discard new). A 503 like those of a cluster
+#: electing a leader, but waiting does not cure it.
+STORE_FAILED = 10077
+
 #: Messages read back from the stream, at most, to gather the proof's bytes.
 PROOF_MESSAGES = PROOF_BYTES
 
@@ -386,8 +391,8 @@ class Publisher:
     def _refused(self, error: Optional[BaseException]) -> None:
         """Raise `PublishError` when JetStream refused a message for a reason
         that waiting does not cure (the stream is full, the message too big)."""
-        if isinstance(error, nats.js.errors.APIError) and error.code != 503 and \
-                error.err_code != WRONG_LAST_SEQUENCE:
+        if isinstance(error, nats.js.errors.APIError) and error.err_code != WRONG_LAST_SEQUENCE \
+                and (error.code != 503 or error.err_code == STORE_FAILED):
             record = self.window[0][0] if self.window else None
             where = f" the message at generation {record.generation} byte {record.offset}" \
                 if record else ""
