@@ -159,7 +159,8 @@ class Publisher:
         await self._connect()
         try:
             await self._ensure_stream()
-            place, before = await self._stream_end(with_proof=True)
+            place, before = await self._start_place()
+            self.troubled = False
             self.acked, self.next_sequence = place, place.sequence + 1
             log.info("stream %s ends at generation %d byte %d (sequence %d): following %s "
                      "from there", self.options.stream, place.generation, place.position,
@@ -227,6 +228,26 @@ class Publisher:
             raise PublishError(f"stream {options.stream} covers {', '.join(info.config.subjects)}: "
                                f"tspub needs a stream of its own for {options.subject} "
                                "(--stream NAME)")
+
+    async def _start_place(self) -> Tuple[Place, bytes]:
+        """`_stream_end` with the proof's bytes, waiting while the stream does
+        not answer yet (a replicated stream just created electing its leader)."""
+        failures = 0
+        while True:
+            try:
+                return await self._stream_end(with_proof=True)
+            except (asyncio.TimeoutError, nats.errors.Error) as error:
+                self._refused(error)
+                await self._pause(failures, error)
+                failures += 1
+
+    async def _pause(self, failures: int, error: BaseException) -> None:
+        """Wait before trying again, saying why the first time."""
+        if not self.troubled:
+            self.troubled = True
+            log.warning("JetStream does not answer (%s): holding at generation %d byte %d, "
+                        "retrying", _describe(error), self.acked.generation, self.acked.position)
+        await asyncio.sleep(reconnect_delay(failures))
 
     async def _stream_end(self, with_proof: bool = False) -> Tuple[Place, bytes]:
         """Where the stream ends, and (``with_proof``) the last bytes of its
@@ -379,14 +400,8 @@ class Publisher:
                 if pending and not self.window:  # put them back, as not published
                     self.window.extend((record, None) for record in pending)
                     self.window_bytes = sum(len(record.data) for record in pending)
-                why = error
-            delay = reconnect_delay(failures)
-            failures += 1
-            if not self.troubled:
-                self.troubled = True
-                log.warning("JetStream does not answer (%s): holding at generation %d byte %d, "
-                            "retrying", _describe(why), self.acked.generation, self.acked.position)
-            await asyncio.sleep(delay)
+                await self._pause(failures, error)
+                failures += 1
 
     def _refused(self, error: Optional[BaseException]) -> None:
         """Raise `PublishError` when JetStream refused a message for a reason
