@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import IO_TIMEOUT, append, script, wait_for
-from jetstream_servers import files, nats_cluster, nats_server, read_stream, stream_files  # noqa: F401
+from jetstream_servers import (files, nats_cluster, nats_server, read_stream,  # noqa: F401
+                               stream_files, stream_info)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -155,20 +156,26 @@ def test_tailsrv_restarted_then_the_file_rotated(start_server, logfile, spawn, n
     assert b"file replaced: publishing the new one as generation 1" in err
 
 
-def test_a_three_node_cluster_loses_a_node(start_server, logfile, spawn, nats_cluster):
+def test_a_three_node_cluster_loses_the_streams_leader(start_server, logfile, spawn,
+                                                       nats_cluster):
     urls = ",".join(node.url for node in nats_cluster)
     server = start_server(logfile)
     publisher = tspub(spawn, server, urls, "logs.app", "--replicas", "3")
     writer = Writer(logfile, pause=0.01)
     try:
-        time.sleep(1.5)
-        nats_cluster[0].kill()
-        time.sleep(3)
-        nats_cluster[0].start()
+        info = wait_for(lambda: stream_info(urls, "logs_app"), timeout=CATCH_UP)
+        leader = next(node for node in nats_cluster if node.name == info.cluster.leader)
+        leader.kill()
+        others = ",".join(node.url for node in nats_cluster if node is not leader)
+        # tspub goes on once the two others have elected a new leader
+        wait_for(lambda: (stream_info(others, "logs_app") or info).state.last_seq >
+                 info.state.last_seq + 100, timeout=CATCH_UP, interval=0.3)
+        leader.start()
         time.sleep(1)
     finally:
         writer.finish()
     wait_stream(urls, [logfile.read_bytes()], timeout=60)
+    wait_stream(leader.url, [logfile.read_bytes()], timeout=60)  # the node caught up
     stop(publisher)
 
 
