@@ -163,7 +163,7 @@ def test_a_three_node_cluster_loses_the_streams_leader(start_server, logfile, sp
     publisher = tspub(spawn, server, urls, "logs.app", "--replicas", "3")
     writer = Writer(logfile, pause=0.01)
     try:
-        info = wait_for(lambda: stream_info(urls, "logs_app"), timeout=CATCH_UP)
+        info = wait_for(lambda: _led(stream_info(urls, "logs_app")), timeout=CATCH_UP)
         leader = next(node for node in nats_cluster if node.name == info.cluster.leader)
         leader.kill()
         others = ",".join(node.url for node in nats_cluster if node is not leader)
@@ -177,6 +177,11 @@ def test_a_three_node_cluster_loses_the_streams_leader(start_server, logfile, sp
     wait_stream(urls, [logfile.read_bytes()], timeout=60)
     wait_stream(leader.url, [logfile.read_bytes()], timeout=60)  # the node caught up
     stop(publisher)
+
+
+def _led(info):
+    """``info`` when it names the stream's leader, else None."""
+    return info if info is not None and info.cluster and info.cluster.leader else None
 
 
 def two_publishers(start_server, logfile, spawn, urls, *options):
