@@ -134,6 +134,25 @@ def test_sigkill_at_20_random_moments(start_server, logfile, spawn, nats_server)
     assert b"stream logs_app ends at generation 0 byte" in err
 
 
+def test_nats_server_killed_and_restarted(start_server, logfile, spawn, nats_server):
+    nats = nats_server()
+    server = start_server(logfile)
+    publisher = tspub(spawn, server, nats.url)
+    # fast enough to fill nats-py's reconnect buffer (2 MiB) while the server is away
+    writer = Writer(logfile, pause=0.001)
+    try:
+        wait_for(lambda: stream_files(nats.url, "logs.app"), timeout=CATCH_UP)
+        nats.kill()
+        time.sleep(5)
+        nats.start()
+    finally:
+        writer.finish()
+    wait_stream(nats.url, [logfile.read_bytes()], timeout=60)
+    err = stop(publisher).decode()
+    assert err.count("JetStream does not answer") == 1, err
+    assert "JetStream answers again: publishing from generation 0 byte" in err
+
+
 def test_tailsrv_restarted_then_the_file_rotated(start_server, logfile, spawn, nats_server,
                                                  tmp_path):
     nats = nats_server()

@@ -178,7 +178,7 @@ class Publisher:
         options = self.options
         try:
             self.nc = await asyncio.wait_for(nats.connect(
-                options.servers, error_cb=self._error, disconnected_cb=self._quiet,
+                options.servers, error_cb=self._error, disconnected_cb=self._disconnected,
                 reconnected_cb=self._quiet, closed_cb=self._quiet,
                 max_reconnect_attempts=-1, connect_timeout=REQUEST_TIMEOUT,
                 user_credentials=options.credentials, token=options.token,
@@ -199,8 +199,13 @@ class Publisher:
             self.rejection = error
             self.failed.set()
 
+    async def _disconnected(self) -> None:
+        """nats-py lost its connection (it reconnects by itself): say so once."""
+        if not self.nc.is_closed:
+            self._trouble("lost the connection to NATS, reconnecting")
+
     async def _quiet(self) -> None:
-        """Connection events: tspub reports their effect (no answer), not each one."""
+        """Other connection events: what matters is whether JetStream answers."""
 
     async def _ensure_stream(self) -> None:
         """The stream exists, for this subject alone; created when missing."""
@@ -243,11 +248,22 @@ class Publisher:
 
     async def _pause(self, failures: int, error: BaseException) -> None:
         """Wait before trying again, saying why the first time."""
+        self._trouble(_describe(error))
+        await asyncio.sleep(reconnect_delay(failures))
+
+    def _trouble(self, why: str) -> None:
+        """Say, once until it answers again, that JetStream does not answer."""
         if not self.troubled:
             self.troubled = True
             log.warning("JetStream does not answer (%s): holding at generation %d byte %d, "
-                        "retrying", _describe(error), self.acked.generation, self.acked.position)
-        await asyncio.sleep(reconnect_delay(failures))
+                        "retrying", why, self.acked.generation, self.acked.position)
+
+    def _untroubled(self) -> None:
+        """Say that JetStream answers again, if it was said that it did not."""
+        if self.troubled:
+            self.troubled = False
+            log.warning("JetStream answers again: publishing from generation %d byte %d",
+                        self.acked.generation, self.acked.position)
 
     async def _stream_end(self, with_proof: bool = False) -> Tuple[Place, bytes]:
         """Where the stream ends, and (``with_proof``) the last bytes of its
@@ -259,7 +275,8 @@ class Publisher:
         except nats.js.errors.NotFoundError:
             return Place(0, 0, sequence), b""
         generation, offset = _position(last)
-        place = Place(generation, offset + len(last.data or b""), sequence)
+        # max: a message stored between the two questions is the last one
+        place = Place(generation, offset + len(last.data or b""), max(sequence, last.seq))
         if not with_proof:
             return place, b""
         parts, size, seq, message = [], 0, last.seq, last
@@ -326,7 +343,10 @@ class Publisher:
         while self.window:
             await self._wait_acks()
             if self._take_acks():
+                self._untroubled()
                 return
+            if self.rejection is None and any(f is None or not f.done() for _, f in self.window):
+                self._trouble(f"no acknowledgement within {ACK_TIMEOUT:g} s")
             await self._recover()
 
     async def _wait_acks(self) -> None:
@@ -390,10 +410,7 @@ class Publisher:
                     await self._store_alone(pending[0])
                     for record in pending[1:]:
                         await self._send(record)
-                if self.troubled:
-                    log.warning("JetStream answers again: publishing from generation %d "
-                                "byte %d", self.acked.generation, self.acked.position)
-                    self.troubled = False
+                self._untroubled()
                 return
             except (asyncio.TimeoutError, nats.errors.Error, OSError) as error:
                 self._refused(error)
