@@ -5,8 +5,10 @@ a cluster node dying, and a second tspub; bad input in one line."""
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,8 @@ from jetstream_servers import (files, nats_cluster, nats_server, read_stream,  #
                                stream_files, stream_info)
 
 pytestmark = pytest.mark.timeout(120)
+
+EXAMPLE = Path(__file__).parent.parent / "scripts" / "examples" / "jetstream_consumer.py"
 
 #: Seconds to wait for the stream to catch up with the file.
 CATCH_UP = 30
@@ -82,6 +86,23 @@ def test_every_byte_once_in_order(start_server, logfile, spawn, nats_server, mod
         assert len(messages) < logfile.read_bytes().count(b"\n")
     err = stop(publisher)
     assert b"created stream logs_app for logs.app" in err
+
+
+def test_the_example_consumer_prints_the_file(start_server, logfile, spawn, nats_server):
+    nats = nats_server()
+    server = start_server(logfile)
+    publisher = tspub(spawn, server, nats.url)
+    wait_stream(nats.url, [b"hello\nworld\n"])
+    consumer = subprocess.Popen([sys.executable, str(EXAMPLE), nats.url, "logs.app"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    try:
+        assert consumer.stdout.read(12) == b"hello\nworld\n"
+        append(logfile, b"live\n")
+        assert consumer.stdout.read(5) == b"live\n"
+    finally:
+        consumer.kill()
+        consumer.wait(IO_TIMEOUT)
+    stop(publisher)
 
 
 def test_an_unfinished_line_waits_for_its_end(start_server, logfile, spawn, nats_server):
