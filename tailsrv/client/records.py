@@ -76,10 +76,13 @@ class Records:
             if end <= self.largest and held.find(b"\n", 0, end - 1) < 0:
                 records = [self._record(held[:end], False)]  # the common case: one line
             else:
-                start = 0
+                start, largest, append = 0, self.largest, records.append
                 while start < end:
                     stop = held.index(b"\n", start) + 1
-                    records += self._cut(held[start:stop], stop - start, continues=False)
+                    if stop - start <= largest:
+                        append(self._record(held[start:stop], False))
+                    else:
+                        records += self._cut(held[start:stop], stop - start, continues=False)
                     start = stop
         rest = held[end:]
         if len(rest) >= self.largest:  # an unfinished line too long to wait for
