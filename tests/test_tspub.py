@@ -49,6 +49,17 @@ class Writer:
         self.thread.join(IO_TIMEOUT)
 
 
+@pytest.fixture
+def publishing(start_server, logfile, spawn, nats_server):
+    """publishing(*tspub_options, nats_config="", tailsrv=()) -> (nats-server,
+    tailsrv, tspub): the three started, the file published to logs.app."""
+    def start(*options: str, nats_config: str = "", tailsrv=()):
+        nats = nats_server(nats_config)
+        server = start_server(logfile, *tailsrv)
+        return nats, server, tspub(spawn, server, nats.url, "logs.app", *options)
+    return start
+
+
 def tspub(spawn, server, nats_url: str, subject: str = "logs.app", *options: str):
     return spawn(["tspub", *options, f"127.0.0.1:{server.port}", nats_url, subject])
 
@@ -72,10 +83,8 @@ def stop(proc) -> bytes:
 
 
 @pytest.mark.parametrize("mode", ["lines", "chunks"])
-def test_every_byte_once_in_order(start_server, logfile, spawn, nats_server, mode):
-    nats = nats_server()
-    server = start_server(logfile)
-    publisher = tspub(spawn, server, nats.url, "logs.app", "--records", mode)
+def test_every_byte_once_in_order(logfile, publishing, mode):
+    nats, _, publisher = publishing("--records", mode)
     writer = Writer(logfile)
     time.sleep(1)
     writer.finish()
@@ -90,10 +99,8 @@ def test_every_byte_once_in_order(start_server, logfile, spawn, nats_server, mod
     assert b"created stream logs_app for logs.app" in err
 
 
-def test_the_example_consumer_prints_the_file(start_server, logfile, spawn, nats_server):
-    nats = nats_server()
-    server = start_server(logfile)
-    publisher = tspub(spawn, server, nats.url)
+def test_the_example_consumer_prints_the_file(logfile, publishing):
+    nats, _, publisher = publishing()
     wait_stream(nats.url, [b"hello\nworld\n"])
     consumer = subprocess.Popen([sys.executable, str(EXAMPLE), nats.url, "logs.app"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
@@ -107,10 +114,8 @@ def test_the_example_consumer_prints_the_file(start_server, logfile, spawn, nats
     stop(publisher)
 
 
-def test_an_unfinished_line_waits_for_its_end(start_server, logfile, spawn, nats_server):
-    nats = nats_server()
-    server = start_server(logfile)
-    publisher = tspub(spawn, server, nats.url)
+def test_an_unfinished_line_waits_for_its_end(logfile, publishing):
+    nats, _, publisher = publishing()
     wait_stream(nats.url, [b"hello\nworld\n"])
     append(logfile, b"half a ")
     time.sleep(1)
@@ -120,13 +125,10 @@ def test_an_unfinished_line_waits_for_its_end(start_server, logfile, spawn, nats
     stop(publisher)
 
 
-def test_a_long_line_arrives_whole_through_continuations(start_server, logfile, spawn,
-                                                         nats_server):
-    nats = nats_server("max_payload: 65536")
+def test_a_long_line_arrives_whole_through_continuations(logfile, publishing):
     long_line = bytes(random.Random(1).choice(b"abcdef") for _ in range(1 << 20)) + b"\n"
     append(logfile, long_line + b"short\n")
-    server = start_server(logfile)
-    publisher = tspub(spawn, server, nats.url)
+    nats, _, publisher = publishing(nats_config="max_payload: 65536")
     wait_stream(nats.url, [logfile.read_bytes()])
     messages = read_stream(nats.url, "logs.app")
     parts = [m for m in messages if m["offset"] >= 12 and m["offset"] < 12 + len(long_line)]
@@ -157,10 +159,8 @@ def test_sigkill_at_20_random_moments(start_server, logfile, spawn, nats_server)
     assert b"stream logs_app ends at generation 0 byte" in err
 
 
-def test_nats_server_killed_and_restarted(start_server, logfile, spawn, nats_server):
-    nats = nats_server()
-    server = start_server(logfile)
-    publisher = tspub(spawn, server, nats.url)
+def test_nats_server_killed_and_restarted(logfile, publishing):
+    nats, _, publisher = publishing()
     # fast enough to fill nats-py's reconnect buffer (2 MiB) while the server is away
     writer = Writer(logfile, pause=0.001)
     try:
@@ -176,11 +176,9 @@ def test_nats_server_killed_and_restarted(start_server, logfile, spawn, nats_ser
     assert "JetStream answers again: publishing from generation 0 byte" in err
 
 
-def test_tailsrv_restarted_then_the_file_rotated(start_server, logfile, spawn, nats_server,
-                                                 tmp_path):
-    nats = nats_server()
-    server = start_server(logfile, "--follow-name", "--rotation-grace", "0.5")
-    publisher = tspub(spawn, server, nats.url, "logs.app", "--records", "chunks")
+def test_tailsrv_restarted_then_the_file_rotated(logfile, publishing, tmp_path):
+    nats, server, publisher = publishing("--records", "chunks",
+                                         tailsrv=["--follow-name", "--rotation-grace", "0.5"])
     append(logfile, b"before the restart\n")
     wait_stream(nats.url, [logfile.read_bytes()])
     server.restart()
