@@ -132,7 +132,7 @@ def read_stream(urls: str, subject: str, timeout: float = 5) -> List[dict]:
 
 async def _read(servers: List[str], subject: str, timeout: float) -> List[dict]:
     import nats
-    nc = await nats.connect(servers)
+    nc = await nats.connect(servers, connect_timeout=2, max_reconnect_attempts=1)
     try:
         js = nc.jetstream()
         stream = await js.find_stream_name_by_subject(subject)

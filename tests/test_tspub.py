@@ -114,6 +114,18 @@ def test_the_example_consumer_prints_the_file(logfile, publishing):
     stop(publisher)
 
 
+def test_a_token_from_a_file(logfile, publishing, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    nats, server, publisher = publishing("--token-file", str(token),
+                                         nats_config='authorization { token: "s3cret" }')
+    wait_stream(nats.url.replace("//", "//s3cret@"), [logfile.read_bytes()])
+    stop(publisher)
+    token.write_text("wrong\n")
+    result = run(f"127.0.0.1:{server.port}", nats.url, "logs.app", "--token-file", str(token))
+    one_line(result, 1, f"{nats.url}: cannot connect to NATS: ")
+
+
 def test_an_unfinished_line_waits_for_its_end(logfile, publishing):
     nats, _, publisher = publishing()
     wait_stream(nats.url, [b"hello\nworld\n"])
@@ -147,7 +159,7 @@ def test_sigkill_at_20_random_moments(start_server, logfile, spawn, nats_server)
         for _ in range(20):
             publisher = tspub(spawn, server, nats.url, "logs.app", "--records",
                               rng.choice(["lines", "chunks"]))
-            time.sleep(rng.uniform(0.1, 1.0))
+            time.sleep(rng.uniform(0.2, 1.2))  # from its start to well into publishing
             publisher.kill()
             publisher.wait(IO_TIMEOUT)
     finally:
