@@ -210,6 +210,20 @@ def test_tailsrv_restarted_then_the_file_rotated(logfile, publishing, tmp_path):
     assert b"file replaced: publishing the new one as generation 1" in err
 
 
+def test_a_file_replaced_while_no_tspub_ran_is_the_next_generation(logfile, publishing, spawn):
+    nats, server, publisher = publishing(tailsrv=["--follow-name"])
+    wait_stream(nats.url, [logfile.read_bytes()])
+    stop(publisher)
+    old = logfile.read_bytes()
+    logfile.rename(logfile.with_name("app.log.1"))
+    logfile.write_bytes(b"the new file\n")
+    server.wait_log("was moved")
+    publisher = tspub(spawn, server, nats.url)
+    wait_stream(nats.url, [old, b"the new file\n"])
+    err = stop(publisher)
+    assert b"stream logs_app ends at generation 0 byte 12 (sequence 2)" in err
+
+
 def test_a_three_node_cluster_loses_the_streams_leader(start_server, logfile, spawn,
                                                        nats_cluster):
     urls = ",".join(node.url for node in nats_cluster)
