@@ -173,12 +173,11 @@ def test_sigkill_at_20_random_moments(start_server, logfile, spawn, nats_server)
 
 def test_nats_server_killed_and_restarted(logfile, publishing):
     nats, _, publisher = publishing()
-    # fast enough to fill nats-py's reconnect buffer (2 MiB) while the server is away
-    writer = Writer(logfile, pause=0.001)
+    writer = Writer(logfile, pause=0.002)
     try:
         wait_for(lambda: stream_files(nats.url, "logs.app"), timeout=CATCH_UP)
         nats.kill()
-        time.sleep(5)
+        time.sleep(3)
         nats.start()
     finally:
         writer.finish()
@@ -186,6 +185,16 @@ def test_nats_server_killed_and_restarted(logfile, publishing):
     err = stop(publisher).decode()
     assert err.count("JetStream does not answer") == 1, err
     assert "JetStream answers again: publishing from generation 0 byte" in err
+
+
+def test_sigterm_while_nats_is_away_ends_quietly(logfile, publishing):
+    nats, _, publisher = publishing()
+    wait_stream(nats.url, [logfile.read_bytes()])
+    nats.kill()
+    append(logfile, b"not published yet\n")
+    time.sleep(2)  # nats-py notices a closed connection at once
+    err = stop(publisher)  # status 0, no traceback
+    assert b"JetStream does not answer (lost the connection to NATS" in err
 
 
 def test_tailsrv_restarted_then_the_file_rotated(logfile, publishing, tmp_path):

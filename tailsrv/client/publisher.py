@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 from typing import Deque, List, NamedTuple, Optional, Tuple
@@ -86,6 +87,10 @@ REQUEST_TIMEOUT = 5.0
 #: Seconds the first connection to NATS may take before tspub gives up: a
 #: server that is not there at start is more often a wrong URL than an outage.
 CONNECT_TIMEOUT = 5.0
+
+#: Seconds closing the connection may take when tspub stops: it has nothing
+#: left to say (what is unacknowledged is published again by the next tspub).
+CLOSE_TIMEOUT = 2.0
 
 #: Bytes of a message left for its headers when sizing data to the server's
 #: maximum payload (plus the subject's length, which the message id repeats).
@@ -171,15 +176,16 @@ class Publisher:
             _start_reader(asyncio.get_running_loop(), queue, self.options.address,
                           place.position, before)
             await self._publish(queue, records, first_alone=True)
-        finally:
-            await self.nc.close()
+        finally:  # also when stopped (cancelled): a connection already lost is no error
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), CLOSE_TIMEOUT)
 
     async def _connect(self) -> None:
         options = self.options
         try:
             self.nc = await asyncio.wait_for(nats.connect(
                 options.servers, error_cb=self._error, disconnected_cb=self._disconnected,
-                reconnected_cb=self._quiet, closed_cb=self._quiet,
+                reconnected_cb=self._reconnected, closed_cb=self._quiet,
                 max_reconnect_attempts=-1, connect_timeout=REQUEST_TIMEOUT,
                 user_credentials=options.credentials, token=options.token,
                 verbose=False), CONNECT_TIMEOUT)
@@ -203,6 +209,12 @@ class Publisher:
         """nats-py lost its connection (it reconnects by itself): say so once."""
         if not self.nc.is_closed:
             self._trouble("lost the connection to NATS, reconnecting")
+
+    async def _reconnected(self) -> None:
+        """nats-py is connected again: what was in flight when the connection
+        dropped will never be acknowledged, so find out now what the stream
+        holds rather than after `ACK_TIMEOUT`."""
+        self.failed.set()
 
     async def _quiet(self) -> None:
         """Other connection events: what matters is whether JetStream answers."""
@@ -345,7 +357,7 @@ class Publisher:
             if self._take_acks():
                 self._untroubled()
                 return
-            if self.rejection is None and any(f is None or not f.done() for _, f in self.window):
+            if not self.failed.is_set() and any(f is None or not f.done() for _, f in self.window):
                 self._trouble(f"no acknowledgement within {ACK_TIMEOUT:g} s")
             await self._recover()
 

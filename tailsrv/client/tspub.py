@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from typing import List, Optional
 from urllib.parse import urlsplit
 
@@ -84,10 +85,22 @@ def _tspub(args: Args) -> int:
     parse_address(options.address)
     logging.getLogger("tailsrv").setLevel(logging.INFO)
     try:
-        asyncio.run(Publisher(options).run())
+        asyncio.run(_until_terminated(Publisher(options).run()))
     except PublishError as error:
         raise _Failed(str(error)) from None
     return 0
+
+
+async def _until_terminated(publishing) -> None:
+    """Run ``publishing`` until it ends or SIGTERM arrives; SIGTERM cancels it,
+    so that it closes its connection on the way out, whatever it was doing."""
+    task = asyncio.ensure_future(publishing)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise  # not SIGTERM: asyncio.run is ending (Ctrl-C)
 
 
 class _Failed(OSError):
