@@ -16,7 +16,10 @@ replaced or truncated), tscat says "file replaced; following the new file" on
 standard error and goes on with the new file from its start.
 
 ADDR is HOST:PORT, [IPV6]:PORT (brackets required), or unix:PATH for a server
-listening on a unix socket.
+listening on a unix socket. ADDR nats://HOST:PORT/SUBJECT reads the file that
+tspub publishes to that JetStream subject instead: the latest file, following
+what is published, "file replaced" when tspub starts the next one
+(docs/client.md).
 
 Options:
   --offset N      Start at byte N of the file; a negative N starts N bytes
@@ -48,6 +51,7 @@ from typing import List, Optional
 
 from ..usage import console_script
 from .follower import follow
+from .replay import SCHEMES
 from .tool import Args, integer, run
 
 
@@ -60,6 +64,9 @@ def _tscat(args: Args) -> int:
     lines = integer(args, "--lines")
     offset = 0 if lines is not None else integer(args, "--offset")
     out = sys.stdout.buffer
+    if args["ADDR"].startswith(SCHEMES):
+        from .subscriber import cat  # nats-py, loaded only for a stream
+        return cat(args["ADDR"], offset, lines, out)
     for chunk in follow(args["ADDR"], offset, lines, reconnect=not args["--no-reconnect"]):
         if not _write(out, chunk):
             break

@@ -17,7 +17,10 @@ FILE is locked (an exclusive flock) while tssync runs: a second tssync on the
 same FILE exits at once with status 1.
 
 ADDR is HOST:PORT, [IPV6]:PORT (brackets required), or unix:PATH for a server
-listening on a unix socket.
+listening on a unix socket. ADDR nats://HOST:PORT/SUBJECT mirrors the file that
+tspub publishes to that JetStream subject instead, with the same guarantees:
+FILE goes on from its length when the stream's file holds FILE's last bytes,
+and is rotated on the stream's next file (docs/client.md).
 
 Each chunk is written to FILE as it arrives, so that a tailsrv serving FILE
 passes it on at once: tssync and a second tailsrv are the way to fan a file out
@@ -59,6 +62,7 @@ from typing import List, Optional
 from ..protocol import PROOF_BYTES
 from ..usage import console_script
 from .follower import Replaced, follow, parse_address
+from .replay import SCHEMES, parse_stream_address
 from .tool import Args, run
 
 log = logging.getLogger(__name__)
@@ -75,9 +79,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _tssync(args: Args) -> int:
     address, path = args["ADDR"], args["FILE"]
-    parse_address(address)  # a bad address is a usage error, before touching FILE
+    stream = address.startswith(SCHEMES)
+    # A bad address is a usage error, before touching FILE.
+    parse_stream_address(address) if stream else parse_address(address)
     mirror = Mirror(path)
     try:
+        if stream:
+            from .subscriber import sync  # nats-py, loaded only for a stream
+            return sync(address, mirror)
         size = os.fstat(mirror.fd).st_size
         before = os.pread(mirror.fd, min(size, PROOF_BYTES), size - min(size, PROOF_BYTES))
         chunks = follow(address, size, reconnect=not args["--no-reconnect"], before=before,
