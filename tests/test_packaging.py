@@ -40,8 +40,8 @@ def run(*args, **kwargs) -> subprocess.CompletedProcess:
 
 
 def check_installed(bin: Path) -> None:
-    """The three console scripts answer --help, from that environment's copy."""
-    for name in ("tailsrv", "tscat", "tssync"):
+    """The console scripts answer --help, from that environment's copy."""
+    for name in ("tailsrv", "tscat", "tssync", "tspub"):
         result = run(bin / name, "--help")
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(name.encode()) and b"Usage:" in result.stdout

@@ -24,7 +24,10 @@ With --wait tscat waits for the server instead. A server that answers in HTTP
 (the --http port of tailsrv, or a web server) ends it at once too.
 
 ADDR is HOST:PORT, [IPV6]:PORT (brackets required), or unix:PATH for a server
-listening on a unix socket.
+listening on a unix socket. ADDR nats://HOST:PORT/SUBJECT reads the file that
+tspub publishes to that JetStream subject instead: the latest file, following
+what is published, "file replaced" when tspub starts the next one
+(docs/client.md).
 
 A server of several files (tailsrv DIR, or tailsrv PATH PATH...) needs the
 file's name: --file NAME, its base name, as `tscat --list ADDR` shows it
@@ -72,6 +75,7 @@ from typing import List, Optional, Tuple
 from ..names import list_line
 from ..usage import UsageError, console_script
 from .follower import follow, list_files
+from .replay import SCHEMES
 from .tool import Args, integer, run
 
 
@@ -85,6 +89,9 @@ def _tscat(args: Args) -> int:
         return _list(args["ADDR"])
     offset, lines = start(args)
     out = sys.stdout.buffer
+    if args["ADDR"].startswith(SCHEMES):
+        from .subscriber import cat  # nats-py, loaded only for a stream
+        return cat(args["ADDR"], offset, lines, out)
     for chunk in follow(args["ADDR"], offset, lines, reconnect=not args["--no-reconnect"],
                         file=args["--file"], announce=True, wait=args["--wait"]):
         if not _write(out, chunk):

@@ -20,7 +20,10 @@ FILE is locked (an exclusive flock) while tssync runs: a second tssync on the
 same FILE exits at once with status 1.
 
 ADDR is HOST:PORT, [IPV6]:PORT (brackets required), or unix:PATH for a server
-listening on a unix socket.
+listening on a unix socket. ADDR nats://HOST:PORT/SUBJECT mirrors the file that
+tspub publishes to that JetStream subject instead, with the same guarantees:
+FILE goes on from its length when the stream's file holds FILE's last bytes,
+and is rotated on the stream's next file (docs/client.md).
 
 Each chunk is written to FILE as it arrives, so that a tailsrv serving FILE
 passes it on at once: tssync and a second tailsrv are the way to fan a file out
@@ -71,8 +74,9 @@ import time
 from typing import Dict, List, Optional
 
 from ..protocol import PROOF_BYTES
-from ..usage import console_script
+from ..usage import UsageError, console_script
 from .follower import ProtocolError, Replaced, follow, list_files, parse_address
+from .replay import SCHEMES, parse_stream_address
 from .tool import Args, describe, run
 
 log = logging.getLogger(__name__)
@@ -94,12 +98,29 @@ LIST_INTERVAL = 2.0
 
 def _tssync(args: Args) -> int:
     address = args["ADDR"]
-    parse_address(address)  # a bad address is a usage error, before touching FILE
+    stream = address.startswith(SCHEMES)
+    # A bad address is a usage error, before touching FILE.
+    parse_stream_address(address) if stream else parse_address(address)
     reconnect = not args["--no-reconnect"]
+    if stream:
+        if args["--all"] or args["--file"]:
+            raise UsageError("--all and --file name the files of a tailsrv server; a "
+                             "stream holds one file")
+        return mirror_stream(args["FILE"], address)
     if args["--all"]:
         return mirror_all(address, args["DIR"], reconnect)
     mirror_into(args["FILE"], address, reconnect, args["--file"])
     return 0
+
+
+def mirror_stream(path: str, address: str) -> int:
+    """Mirror the file a JetStream stream holds (``nats://...``) into ``path``."""
+    from .subscriber import sync  # nats-py, loaded only for a stream
+    mirror = Mirror(path)
+    try:
+        return sync(address, mirror)
+    finally:
+        mirror.close()
 
 
 def mirror_into(path: str, address: str, reconnect: bool, name: Optional[str] = None) -> None:
