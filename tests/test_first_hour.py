@@ -36,7 +36,7 @@ def run(*args: str, stderr=subprocess.PIPE, timeout: float = IO_TIMEOUT
     (["tailsrv", "-x", "app.log"], "tailsrv: unknown option -x"),
     (["tailsrv", "app.log", "-p"], "tailsrv: option -p needs a value"),
     (["tailsrv", "-p", "1", "-p", "2", "app.log"], "tailsrv: option --port given more than once"),
-    (["tailsrv", "-p", "1", "a.log", "b.log"], "tailsrv: unexpected argument 'b.log'"),
+    (["tscat", "h:1", "extra"], "tscat: unexpected argument 'extra'"),
     (["tailsrv", "--ht", ":1", "app.log"], "tailsrv: ambiguous option --ht: --http or --http-auth"),
     (["tscat"], "tscat: missing ADDR"),
     (["tscat", "--lines"], "tscat: option --lines needs a value"),
