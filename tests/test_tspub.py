@@ -197,6 +197,14 @@ def test_sigterm_while_nats_is_away_ends_quietly(logfile, publishing):
     assert b"JetStream does not answer (lost the connection to NATS" in err
 
 
+def test_ctrl_c_exits_130(logfile, publishing):
+    nats, _, publisher = publishing()
+    wait_stream(nats.url, [logfile.read_bytes()])
+    publisher.send_signal(signal.SIGINT)
+    _, err = publisher.communicate(timeout=IO_TIMEOUT)
+    assert publisher.returncode == 130 and b"Traceback" not in err, err
+
+
 def test_tailsrv_restarted_then_the_file_rotated(logfile, publishing, tmp_path):
     nats, server, publisher = publishing("--records", "chunks",
                                          tailsrv=["--follow-name", "--rotation-grace", "0.5"])

@@ -95,12 +95,18 @@ async def _until_terminated(publishing) -> None:
     """Run ``publishing`` until it ends or SIGTERM arrives; SIGTERM cancels it,
     so that it closes its connection on the way out, whatever it was doing."""
     task = asyncio.ensure_future(publishing)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    terminated = []
+
+    def terminate() -> None:
+        terminated.append(True)
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
     try:
         await task
     except asyncio.CancelledError:
-        if not task.cancelled():
-            raise  # not SIGTERM: asyncio.run is ending (Ctrl-C)
+        if not terminated:
+            raise  # not SIGTERM: Ctrl-C, which asyncio.run turns into KeyboardInterrupt
 
 
 class _Failed(OSError):
