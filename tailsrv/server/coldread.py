@@ -8,7 +8,7 @@ tailsrv, issue 19 and docs/performance.md). So before a catching-up client's
 ``sendfile`` the fanout asks `cached` how much of the range is in memory: a
 one-byte ``preadv`` with ``RWF_NOWAIT`` every `STRIDE` bytes fails with
 ``EAGAIN`` at the first page that is not. A range that starts cold is read by a
-thread of gevent's pool (`warm`), into a buffer that is thrown away, and is sent
+thread (`Warmer`), into a buffer that is thrown away, and is sent
 from the loop, as before, once it is in memory.
 
 A filesystem that cannot answer ``RWF_NOWAIT`` says ``EOPNOTSUPP``: tmpfs (and
@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
-from typing import Callable, Dict
+from collections import deque
+from typing import Callable, Deque, Dict
 
 from gevent.hub import get_hub
+from gevent.monkey import get_original
 
 #: Bytes between two probes of a range. A probe costs about a microsecond, so
 #: a 4 MiB chunk costs 16 (under 1% of sending it); the kernel reads ahead in
@@ -40,7 +41,8 @@ MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
 READ = 1024 * 1024
 
 _probe = [bytearray(1)]
-_buffers = threading.local()
+_start_thread = get_original("_thread", "start_new_thread")
+_SimpleQueue = get_original("queue", "SimpleQueue")
 #: Whether a device (``st_dev``) that cannot answer ``RWF_NOWAIT`` is memory.
 _memory: Dict[int, bool] = {}
 
@@ -88,19 +90,56 @@ def _filesystem(device: int) -> str:
     return ""
 
 
-def warm(fd: int, offset: int, count: int, done: Callable[[], None]) -> None:
-    """Bring ``count`` bytes from ``offset`` into the page cache in a thread of
-    the hub's pool; ``done()`` is then called in the event loop (a read error
-    is left for the ``sendfile`` that follows to meet)."""
-    get_hub().threadpool.spawn(_read, fd, offset, count).rawlink(lambda _result: done())
+class Warmer:
+    """Threads that read ranges into the page cache, and news of each done
+    read in the event loop. Real threads even in a monkey-patched process
+    (the originals of ``_thread`` and ``queue``): a patched one would read in
+    the loop. Its threads start with the first `warm`, one per `THREADS`."""
+
+    #: Reads at once: one keeps a catch-up's disk busy; a second lets two
+    #: catching-up clients (or a slow filesystem) overlap.
+    THREADS = 2
+
+    def __init__(self) -> None:
+        self._todo = _SimpleQueue()
+        self._done: Deque[Callable[[], None]] = deque()
+        self._wake = get_hub().loop.async_(ref=False)
+        self._wake.start(self._deliver)
+        self._threads = 0
+
+    def warm(self, fd: int, offset: int, count: int, done: Callable[[], None]) -> None:
+        """Bring ``count`` bytes from ``offset`` into the page cache; ``done()``
+        is then called in the event loop (a read error is left for the
+        ``sendfile`` that follows to meet)."""
+        if self._threads < self.THREADS:
+            self._threads += 1
+            _start_thread(self._work, ())
+        self._todo.put((fd, offset, count, done))
+
+    def close(self) -> None:
+        """Stop the threads once their reads are done; drop the news."""
+        for _ in range(self._threads):
+            self._todo.put(None)
+        self._wake.stop()
+        self._wake.close()
+
+    def _work(self) -> None:
+        buffer = memoryview(bytearray(READ))
+        while (job := self._todo.get()) is not None:
+            fd, offset, count, done = job
+            _read(fd, offset, count, buffer)
+            self._done.append(done)
+            self._wake.send()
+
+    def _deliver(self) -> None:
+        done = self._done
+        while done:
+            done.popleft()()
 
 
-def _read(fd: int, offset: int, count: int) -> None:
-    """In a pool thread: read the range and throw it away (the GIL is released
-    in the system call)."""
-    buffer = getattr(_buffers, "buffer", None)
-    if buffer is None:
-        buffer = _buffers.buffer = memoryview(bytearray(READ))
+def _read(fd: int, offset: int, count: int, buffer: memoryview) -> None:
+    """In a warming thread: read the range and throw it away (the GIL is
+    released in the system call)."""
     end = offset + count
     try:
         while offset < end:

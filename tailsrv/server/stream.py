@@ -112,6 +112,7 @@ class Fanout:
         self.parked_framed: Set[Client] = set()
         self.blocked: Set[Client] = set()
         self.warming: Set[Client] = set()
+        self._warmer: Optional[coldread.Warmer] = None
         self._ended = ended
         # Made at once, not when first needed: that may be when descriptors
         # have run out. The watcher holds no reference on the loop, like a daemon.
@@ -148,6 +149,8 @@ class Fanout:
         self._watcher.stop()
         self._watcher.close()
         self._sockets.close()
+        if self._warmer is not None:
+            self._warmer.close()
 
     def bytes_sent(self) -> int:
         """File bytes sent so far to the clients connected now."""
@@ -208,7 +211,9 @@ class Fanout:
         self.blocked.discard(client)
         self.warming.add(client)
         self._watch(client, client.events & ~_EPOLLOUT)
-        coldread.warm(self.watch.fd, offset, count, lambda: self._warmed(client))
+        if self._warmer is None:
+            self._warmer = coldread.Warmer()
+        self._warmer.warm(self.watch.fd, offset, count, lambda: self._warmed(client))
 
     def _warmed(self, client: Client) -> None:
         if client in self.warming:  # else it ended meanwhile
