@@ -12,7 +12,9 @@ of the appended bytes when the watch read them (an append shorter than
 the kernel less than a ``sendfile`` of a few bytes), else a ``sendfile``. A
 client whose socket is full is *blocked*: one epoll set watches the sockets of
 all clients, and a blocked client is sent its next chunk when its socket has
-room, until it has caught up and parks again.
+room, until it has caught up and parks again. A chunk not in the page cache
+is first read by a thread (`tailsrv.server.coldread`): meanwhile the client is
+*warming*, and the loop, with every follower's append, never waits for a disk.
 
 The same epoll set reads and throws away what clients send after their header,
 and sees resets and hang-ups, so a gone client ends even while the file is idle.
