@@ -90,3 +90,30 @@ def test_followers_keep_streaming_while_a_catch_up_waits_for_the_disk(slow_mount
             reader.join(IO_TIMEOUT * 3)
             assert got == [old]
             assert read_exactly(catch_up, len(records)) == records
+
+
+def test_cached_tells_cold_pages_from_warm_ones(tmp_path: Path):
+    """On the disk: 0 for a dropped range, all of it once read; on tmpfs
+    (cannot tell, memory anyway) always all of it."""
+    from tailsrv.server import coldread
+
+    path = tmp_path / "cold"
+    path.write_bytes(b"x" * (2 * 1024 * 1024))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if coldread._filesystem(os.fstat(fd).st_dev) in coldread.MEMORY_FILESYSTEMS:
+            pytest.skip("tmp_path is in memory")
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        assert coldread.cached(fd, 0, 1024 * 1024) == 0
+        os.pread(fd, 1024 * 1024, 0)
+        assert coldread.cached(fd, 0, 1024 * 1024) == 1024 * 1024
+    finally:
+        os.close(fd)
+    with open("/dev/shm/tailsrv-test-cold-%d" % os.getpid(), "w+b") as shm:
+        try:
+            shm.write(b"y" * 4096)
+            shm.flush()
+            assert coldread.cached(shm.fileno(), 0, 4096) == 4096
+        finally:
+            os.unlink(shm.name)
