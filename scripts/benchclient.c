@@ -286,8 +286,10 @@ static int run_lat(int clients, const char *path, double rate, double seconds) {
     hist = calloc(HIST_US, sizeof *hist);
     struct follower *fs = calloc(clients, sizeof *fs);
     int ep = epoll_create1(0);
+    /* BENCH_LAT_HEADER: where followers start (coldcatchup: at the end of a big file). */
+    const char *header = getenv("BENCH_LAT_HEADER");
     for (int i = 0; i < clients; i++) {
-        fs[i].fd = connect_client(http_mode ? HTTP_REQUEST : "0\n");
+        fs[i].fd = connect_client(http_mode ? HTTP_REQUEST : header ? header : "0\n");
         epoll_add(ep, fs[i].fd, EPOLLIN, i);
     }
     /* Record 0 proves every client is connected and caught up before timing. */

@@ -115,6 +115,7 @@ read, or with --follow-name the directory of PATH gone); 2 on bad usage.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -328,6 +329,11 @@ def serve(server: TailServer, where: str) -> int:
 
     handlers = [gevent.signal_handler(s, stop, s) for s in (signal.SIGTERM, signal.SIGINT)]
     log.info("listening on %s", where)
+    # What start-up made lives as long as the process: out of the cyclic
+    # collector's passes, which would otherwise walk it all again and again,
+    # in the loop, between two appends (lat1 p99, docs/performance.md). Here,
+    # not in TailServer: an embedding process's collector is its own.
+    gc.freeze()
     notify("READY=1")
     try:
         server.serve_forever()

@@ -12,7 +12,9 @@ of the appended bytes when the watch read them (an append shorter than
 the kernel less than a ``sendfile`` of a few bytes), else a ``sendfile``. A
 client whose socket is full is *blocked*: one epoll set watches the sockets of
 all clients, and a blocked client is sent its next chunk when its socket has
-room, until it has caught up and parks again.
+room, until it has caught up and parks again. A chunk not in the page cache
+is first read by a thread (`tailsrv.server.coldread`): meanwhile the client is
+*warming*, and the loop, with every follower's append, never waits for a disk.
 
 The same epoll set reads and throws away what clients send after their header,
 and sees resets and hang-ups, so a gone client ends even while the file is idle.
@@ -35,6 +37,7 @@ from typing import Callable, Dict, Optional, Set
 from gevent.hub import get_hub
 from gevent.monkey import get_original
 
+from . import coldread
 from .watch import FileWatch
 
 #: Most bytes one ``sendfile`` call may send to a blocked client before the
@@ -110,6 +113,8 @@ class Fanout:
         self.parked: Set[Client] = set()
         self.parked_framed: Set[Client] = set()
         self.blocked: Set[Client] = set()
+        self.warming: Set[Client] = set()
+        self._warmer: Optional[coldread.Warmer] = None
         self._ended = ended
         # Made at once, not when first needed: that may be when descriptors
         # have run out. The watcher holds no reference on the loop, like a daemon.
@@ -130,6 +135,7 @@ class Fanout:
             return
         self._parked(client).discard(client)
         self.blocked.discard(client)
+        self.warming.discard(client)
         try:
             self._sockets.unregister(client.fd)
         except OSError:
@@ -145,6 +151,8 @@ class Fanout:
         self._watcher.stop()
         self._watcher.close()
         self._sockets.close()
+        if self._warmer is not None:
+            self._warmer.close()
 
     def bytes_sent(self) -> int:
         """File bytes sent so far to the clients connected now."""
@@ -155,17 +163,25 @@ class Fanout:
         size = self.watch.size
         return max([0, *(size - client.offset for client in self.clients.values())])
 
-    def _feed(self, client: Client) -> None:
+    def _feed(self, client: Client, warmed: bool = False) -> None:
         """Send a client its next chunk; park it once it has caught up (or the
         file turned out shorter than we knew: the watcher will say), else
-        watch its socket for room."""
+        watch its socket for room. Only what is in the page cache is sent
+        from the loop: a chunk that starts cold is warmed first (`_warm`),
+        and then sent whatever the cache says (``warmed``), so that it moves."""
         watch = self.watch
         size = watch.size
         offset = client.offset
         full = False
         if offset < size:
+            count = min(CHUNK, size - offset)
+            if not warmed:
+                count = coldread.cached(watch.fd, offset, count)
+                if not count:
+                    self._warm(client, offset, min(CHUNK, size - offset))
+                    return
             try:
-                n = client.send(watch.fd, offset, min(CHUNK, size - offset))
+                n = client.send(watch.fd, offset, count)
             except BlockingIOError:
                 full = True
             except OSError as error:
@@ -190,6 +206,22 @@ class Fanout:
         self.blocked.add(client)
         self._watch(client, client.events | _EPOLLOUT)
 
+    def _warm(self, client: Client, offset: int, count: int) -> None:
+        """Set a client aside while a thread reads its next chunk into the
+        page cache; `_warmed` feeds it then."""
+        self._parked(client).discard(client)
+        self.blocked.discard(client)
+        self.warming.add(client)
+        self._watch(client, client.events & ~_EPOLLOUT)
+        if self._warmer is None:
+            self._warmer = coldread.Warmer()
+        self._warmer.warm(self.watch.fd, offset, count, lambda: self._warmed(client))
+
+    def _warmed(self, client: Client) -> None:
+        if client in self.warming:  # else it ended meanwhile
+            self.warming.discard(client)
+            self._feed(client, warmed=True)
+
     def _watch(self, client: Client, events: int) -> None:
         if events != client.events:
             client.events = events
@@ -202,7 +234,7 @@ class Fanout:
         if self.parked_framed:
             self._pass(self.parked_framed, size, shrank, None, True)
         if shrank:
-            for client in tuple(self.blocked):
+            for client in (*self.blocked, *self.warming):
                 if client.offset > size:
                     self.end(client, Truncated(f"file truncated to {size} bytes"))
 

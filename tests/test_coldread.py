@@ -1,0 +1,119 @@
+"""Cold reads off the event loop (tailsrv.server.coldread): a client catching up
+through pages that are not in memory must not hold up the caught-up followers.
+
+The file is served through scripts/slowfs (a FUSE passthrough) whose every
+read waits `DELAY_MS`: the catch-up's 8 MiB take seconds to come off that
+"disk" (64 reads of 128 KiB). The followers' appends must arrive, one after the
+other, before the catch-up has its first 8 MiB: a server that reads cold pages
+in its loop makes each append wait behind a whole chunk's disk reads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import IO_TIMEOUT, connect, read_exactly, wait_for
+
+SLOWFS = Path(__file__).resolve().parent.parent / "scripts" / "slowfs"
+OLD = 8 * 1024 * 1024
+RECORD = b"record %04d\n"
+#: Each read of the slow disk waits this long.
+DELAY_MS = 100
+
+
+def fuse_missing() -> str:
+    try:
+        import mfusepy  # noqa: F401
+    except (ImportError, OSError) as error:
+        return f"mfusepy: {error}"
+    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+        return "no /dev/fuse or fusermount3"
+    return ""
+
+
+@pytest.fixture
+def slow_mount(tmp_path: Path):
+    """(mounted dir, source dir): a slowfs of tmp_path/src, every read slow."""
+    missing = fuse_missing()
+    if missing and not os.environ.get("CI"):
+        pytest.skip(missing)
+    source, mount = tmp_path / "src", tmp_path / "mnt"
+    source.mkdir()
+    mount.mkdir()
+    log = open(tmp_path / "slowfs.log", "wb")
+    proc = subprocess.Popen([sys.executable, str(SLOWFS), str(source), str(mount),
+                             "--delay-ms", str(DELAY_MS)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        wait_for(lambda: os.path.ismount(mount) or proc.poll() is not None)
+        assert proc.poll() is None, (tmp_path / "slowfs.log").read_text()
+        yield mount, source
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False)
+        try:
+            proc.wait(IO_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(IO_TIMEOUT)
+        log.close()
+
+
+def test_followers_keep_streaming_while_a_catch_up_waits_for_the_disk(slow_mount, start_server):
+    mount, source = slow_mount
+    old = bytes(range(256)) * (OLD // 256)
+    (source / "app.log").write_bytes(old)
+    server = start_server(mount / "app.log")
+    with connect(server.port, b"%d\n" % OLD) as follower, \
+            connect(server.port, b"0\n") as catch_up:
+        caught_up = threading.Event()
+        got = []
+        reader = threading.Thread(target=lambda: (got.append(read_exactly(catch_up, OLD)),
+                                                  caught_up.set()), daemon=True)
+        reader.start()
+        with open(mount / "app.log", "ab", buffering=0) as writer:
+            records = b""
+            for number in range(5):
+                record = RECORD % number
+                writer.write(record)
+                assert read_exactly(follower, len(record)) == record
+                records += record
+            # Every append arrived while the catch-up was still in its reads.
+            assert not caught_up.is_set()
+            reader.join(IO_TIMEOUT * 3)
+            assert got == [old]
+            assert read_exactly(catch_up, len(records)) == records
+
+
+def test_cached_tells_cold_pages_from_warm_ones(tmp_path: Path):
+    """On the disk: 0 for a dropped range, all of it once read; on tmpfs
+    (cannot tell, memory anyway) always all of it."""
+    from tailsrv.server import coldread
+
+    path = tmp_path / "cold"
+    path.write_bytes(b"x" * (2 * 1024 * 1024))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if coldread._filesystem(os.fstat(fd).st_dev) in coldread.MEMORY_FILESYSTEMS:
+            pytest.skip("tmp_path is in memory")
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        assert coldread.cached(fd, 0, 1024 * 1024) == 0
+        os.pread(fd, 1024 * 1024, 0)
+        assert coldread.cached(fd, 0, 1024 * 1024) == 1024 * 1024
+    finally:
+        os.close(fd)
+    with open("/dev/shm/tailsrv-test-cold-%d" % os.getpid(), "w+b") as shm:
+        try:
+            shm.write(b"y" * 4096)
+            shm.flush()
+            assert coldread.cached(shm.fileno(), 0, 4096) == 4096
+        finally:
+            os.unlink(shm.name)
