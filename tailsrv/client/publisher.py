@@ -73,14 +73,6 @@ WINDOW_MESSAGES = 2000
 #: Bytes published and not yet acknowledged, at most: 64 chunks of 64 KiB.
 WINDOW_BYTES = 4 * 1024 * 1024
 
-#: Messages in flight, at most, by record mode. Chunks are cut where each tspub
-#: happened to read, so two tspub cut the file differently: with two chunks in
-#: flight, another tspub's message could be stored between them and the second
-#: still match the sequence it expects. One chunk at a time leaves a rival
-#: nothing to slip between (a chunk of 64 KiB a round trip is still fast). Lines
-#: are cut the same way by every tspub, so a window of them is safe.
-WINDOW_BY_MODE = {"lines": WINDOW_MESSAGES, "chunks": 1}
-
 #: Chunks read from tailsrv and not yet cut into messages: with the window, the
 #: bound on tspub's memory however far behind it is (8 x 256 KiB).
 QUEUE_CHUNKS = 8
@@ -334,8 +326,7 @@ class Publisher:
                     first_alone = False
                     continue
                 await self._send(record)
-                if len(self.window) >= WINDOW_BY_MODE[self.options.mode] or \
-                        self.window_bytes >= WINDOW_BYTES:
+                if len(self.window) >= WINDOW_MESSAGES or self.window_bytes >= WINDOW_BYTES:
                     await self._settle()
 
     async def _send(self, record: Record) -> None:
