@@ -64,6 +64,8 @@ def viewer(browser, start_server, logfile):
         pages.append(page)
         page.goto(f"http://127.0.0.1:{port}/{query}")
         page.wait_for_function(ready)
+        if ready == FOLLOWING:  # and the lines there were, shown: not only the response's head
+            received(page, path or logfile)
         return page, server
 
     yield open_page
