@@ -5,8 +5,10 @@ the server's maximum payload), and its headers say where its first byte stands i
 which file. The position travels with the data: a publisher that restarts finds where
 it stopped in the stream itself, not in an offset store beside it, and a reader
 rebuilds each file byte for byte. ``tspub`` writes this layout; ``tscat`` and
-``tssync`` read it. Pure: names and one rule, no I/O.
+``tssync`` read it. Pure: names and the rules both sides read them by, no I/O.
 """
+
+from typing import Mapping, Optional, Tuple
 
 #: The byte position of the message's first byte in its file.
 OFFSET = "Tailsrv-Offset"
@@ -27,3 +29,22 @@ def message_id(subject: str, generation: int, offset: int) -> str:
     one value per place in the stream's history, so JetStream drops a second
     publication of the same bytes."""
     return f"{subject}/{generation}/{offset}"
+
+
+#: Characters a subject the tools use may not hold: wildcards, whitespace.
+SUBJECT_FORBIDDEN = frozenset("*> \t\r\n")
+
+
+def valid_subject(text: str) -> bool:
+    """Whether ``text`` names one subject: dot-separated tokens, none empty,
+    no wildcard or space."""
+    return bool(text) and all(text.split(".")) and not SUBJECT_FORBIDDEN.intersection(text)
+
+
+def position(headers: Optional[Mapping[str, str]]) -> Optional[Tuple[int, int]]:
+    """A stored message's ``(generation, offset)``, from its headers; None when
+    they do not say (a message tspub did not publish)."""
+    try:
+        return int(headers[GENERATION]), int(headers[OFFSET])
+    except (KeyError, TypeError, ValueError):
+        return None

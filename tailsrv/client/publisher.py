@@ -57,7 +57,7 @@ from nats.js.api import StreamConfig
 
 from ..protocol import PROOF_BYTES
 from .follower import Replaced, follow, reconnect_delay
-from .jetstream_format import CONTINUES, GENERATION, MSG_ID, OFFSET, message_id
+from .jetstream_format import CONTINUES, GENERATION, MSG_ID, OFFSET, message_id, position
 from .records import Record, Records
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class Publisher:
                 user_credentials=options.credentials, token=options.token,
                 verbose=False), CONNECT_TIMEOUT)
         except (asyncio.TimeoutError, OSError, nats.errors.Error) as error:
-            why = _describe(self.last_error or error)
+            why = describe(self.last_error or error)
             raise PublishError(f"{','.join(options.servers)}: cannot connect to NATS: {why}") \
                 from None
         self.js = self.nc.jetstream(timeout=REQUEST_TIMEOUT,
@@ -234,12 +234,12 @@ class Publisher:
                                    f"{options.subject}: {error.description}") from None
             except (asyncio.TimeoutError, nats.errors.Error) as error:
                 raise PublishError(f"cannot create stream {options.stream}: "
-                                   f"{_describe(error)}") from None
+                                   f"{describe(error)}") from None
             log.info("created stream %s for %s (%d replicas)", options.stream, options.subject,
                      options.replicas)
             return
         except (asyncio.TimeoutError, nats.errors.Error) as error:
-            raise PublishError(f"JetStream does not answer ({_describe(error)}): is "
+            raise PublishError(f"JetStream does not answer ({describe(error)}): is "
                                f"it enabled on {','.join(options.servers)}?") from None
         if info.config.subjects != [options.subject]:
             raise PublishError(f"stream {options.stream} covers {', '.join(info.config.subjects)}: "
@@ -260,7 +260,7 @@ class Publisher:
 
     async def _pause(self, failures: int, error: BaseException) -> None:
         """Wait before trying again, saying why the first time."""
-        self._trouble(_describe(error))
+        self._trouble(describe(error))
         await asyncio.sleep(reconnect_delay(failures))
 
     def _trouble(self, why: str) -> None:
@@ -441,7 +441,7 @@ class Publisher:
             where = f" the message at generation {record.generation} byte {record.offset}" \
                 if record else ""
             raise PublishError(f"stream {self.options.stream} refused{where}: "
-                               f"{_describe(error)}")
+                               f"{describe(error)}")
 
     async def _store_alone(self, record: Record) -> None:
         """Publish ``record`` and wait for its acknowledgement."""
@@ -480,15 +480,15 @@ class _Duplicate(nats.errors.Error):
 
 def _position(message) -> Tuple[int, int]:
     """A stored message's ``(generation, offset)``, from its headers."""
-    headers = message.headers or {}
-    try:
-        return int(headers[GENERATION]), int(headers[OFFSET])
-    except (KeyError, ValueError):
+    found = position(message.headers)
+    if found is None:
         raise PublishError(f"message {message.seq} of the stream lacks a valid {GENERATION} "
-                           f"or {OFFSET} header: not published by tspub") from None
+                           f"or {OFFSET} header: not published by tspub")
+    return found
 
 
-def _describe(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
+    """A NATS or JetStream error in a few words, for a one-line message."""
     if isinstance(error, nats.js.errors.APIError) and error.description:
         return error.description
     if isinstance(error, OSError) and error.strerror:

@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from .follower import BadAddress, ProtocolError
-from .jetstream_format import GENERATION, OFFSET
+from .jetstream_format import GENERATION, OFFSET, position, valid_subject
 
 
 #: The schemes of a NATS address (``tls``: NATS over TLS), which the client
@@ -38,11 +38,11 @@ class Part(NamedTuple):
 def part(headers: Optional[dict], data: bytes, sequence: int) -> Part:
     """A stored message as a `Part`; `Gap` when its headers do not say where
     it stands (not published by tspub)."""
-    try:
-        return Part(int(headers[GENERATION]), int(headers[OFFSET]), data)
-    except (KeyError, TypeError, ValueError):
+    found = position(headers)
+    if found is None:
         raise Gap(f"message {sequence} of the stream lacks a valid {GENERATION} or {OFFSET} "
-                  "header: not published by tspub") from None
+                  "header: not published by tspub")
+    return Part(*found, data)
 
 
 class Replay:
@@ -86,8 +86,7 @@ def parse_stream_address(text: str) -> Tuple[str, str]:
         raise BadAddress(f"{text!r}: expected nats://HOST:PORT/SUBJECT")
     if parts.username or parts.password:
         raise BadAddress(f"{text!r}: NATS credentials do not go in the address")
-    if not subject or "/" in subject or any(not token for token in subject.split(".")) or \
-            set("*> \t\r\n").intersection(subject):
+    if "/" in subject or not valid_subject(subject):
         raise BadAddress(f"{text!r}: expected a subject without wildcards after the port "
                          "(nats://HOST:PORT/SUBJECT)")
     return f"{parts.scheme}://{parts.netloc}", subject

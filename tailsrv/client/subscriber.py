@@ -23,6 +23,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from ..lines import start_of_last_lines
+from .publisher import describe
 from .replay import Part, Replay, parse_stream_address, part
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ async def connect(server: str, subject: str):
             server, connect_timeout=REQUEST_TIMEOUT, max_reconnect_attempts=-1,
             allow_reconnect=True, error_cb=_ignore), REQUEST_TIMEOUT * 2)
     except (asyncio.TimeoutError, OSError, nats.errors.Error) as error:
-        raise StreamError(f"{server}: cannot connect to NATS: {_describe(error)}") from None
+        raise StreamError(f"{server}: cannot connect to NATS: {describe(error)}") from None
     js = nc.jetstream(timeout=REQUEST_TIMEOUT)
     try:
         name = await js.find_stream_name_by_subject(subject)
@@ -134,7 +135,7 @@ async def connect(server: str, subject: str):
             from None
     except (asyncio.TimeoutError, nats.errors.Error) as error:
         await nc.close()
-        raise StreamError(f"{server}: JetStream does not answer: {_describe(error)}") from None
+        raise StreamError(f"{server}: JetStream does not answer: {describe(error)}") from None
     return nc, Stream(js, name, subject)
 
 
@@ -179,9 +180,11 @@ async def start_of_mirror(stream: Stream, size: int, tail: bytes) -> Optional[St
     """Where a mirror of ``size`` bytes ending in ``tail`` goes on: in the file
     of the last `GENERATIONS_BACK` whose bytes before ``size`` are ``tail``'s;
     None when none is (the mirror holds another file)."""
+    if size == 0:
+        return await start_at_offset(stream, 0)
     last = await stream.last()
-    if last is None or size == 0:
-        return await start_at_offset(stream, 0) if size == 0 else None
+    if last is None:
+        return None
     sequence, final = last
     for generation in range(final.generation, max(-1, final.generation - GENERATIONS_BACK), -1):
         holding = await stream.floor((generation, size - 1), sequence)
@@ -233,12 +236,6 @@ def run(main: Callable[[], Awaitable[int]]) -> int:
 async def _ignore(error: BaseException) -> None:
     """nats-py's error callback: a lost connection is retried by nats-py, and
     a request made meanwhile fails with its own error."""
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error) or type(error).__name__
 
 
 def cat(address: str, offset: int, lines: Optional[int], out) -> int:

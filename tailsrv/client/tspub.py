@@ -59,11 +59,9 @@ from urllib.parse import urlsplit
 
 from ..usage import UsageError, console_script
 from .follower import parse_address
+from .jetstream_format import valid_subject
 from .records import MODES
 from .tool import Args, integer, run
-
-#: Characters a NATS subject token may not hold: wildcards, whitespace.
-SUBJECT_FORBIDDEN = frozenset("*> \t\r\n")
 
 #: Characters a JetStream stream name may not hold.
 STREAM_FORBIDDEN = frozenset(".*>/\\ \t\r\n")
@@ -136,8 +134,7 @@ def nats_servers(url: str) -> List[str]:
 
 def subject(text: str) -> str:
     """A subject to publish to: dot-separated tokens, none empty, no wildcard."""
-    if not text or any(not token for token in text.split(".")) or \
-            SUBJECT_FORBIDDEN.intersection(text):
+    if not valid_subject(text):
         raise UsageError(f"invalid subject {text!r}: expected tokens separated by dots, "
                          "without wildcards (* >) or spaces")
     return text
