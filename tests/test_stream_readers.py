@@ -82,7 +82,8 @@ def test_tssync_mirrors_exactly_through_sigkills_and_a_rotation(logfile, publish
         writer.finish()
     wait_stream(nats.url, [logfile.read_bytes()])
     tssync = spawn(["tssync", address, str(mirror)])
-    wait_for(lambda: mirror.read_bytes() == logfile.read_bytes(), timeout=CATCH_UP)
+    wait_for(lambda: mirror.exists() and mirror.read_bytes() == logfile.read_bytes(),
+             timeout=CATCH_UP)  # exists: the killed ones may not have made it yet
     old = logfile.read_bytes()
     logfile.rename(logfile.with_name("app.log.1"))
     logfile.write_bytes(b"the new file\n")
