@@ -2,6 +2,7 @@
 stream exactly once, in order, through SIGKILLs, tailsrv restarts, logrotate,
 a cluster node dying, and a second tspub; bad input in one line."""
 
+import asyncio
 import os
 import random
 import shutil
@@ -90,7 +91,8 @@ def test_every_byte_once_in_order(logfile, publishing, mode):
     writer.finish()
     wait_stream(nats.url, [logfile.read_bytes()])
     messages = read_stream(nats.url, "logs.app")
-    assert {m["id"] for m in messages} == {f"logs.app/0/{m['offset']}" for m in messages}
+    assert [m["id"] for m in messages] == \
+        [f"logs.app/0/{m['offset']}-{m['offset'] + len(m['data'])}" for m in messages]
     if mode == "lines":
         assert all(m["data"].endswith(b"\n") and b"\n" not in m["data"][:-1] for m in messages)
     else:
@@ -297,6 +299,47 @@ def test_two_tspub_never_both_publish(start_server, logfile, spawn, nats_server,
 def test_two_tspub_never_both_publish_in_a_cluster(start_server, logfile, spawn, nats_cluster):
     urls = ",".join(node.url for node in nats_cluster)
     two_publishers(start_server, logfile, spawn, urls, "--replicas", "3", "--records", "chunks")
+
+
+@pytest.mark.parametrize("where", ["one node", "three replicas"])
+def test_a_rivals_message_between_two_pipelined_ones_stops_the_rest(request, where):
+    """The narrow case of two tspub, made to happen: a second publisher's first
+    message is stored just before two pipelined messages of the first, cut
+    differently. The first one's messages already in flight must be refused,
+    not stored after the rival's (which would repeat bytes), and the first
+    publisher must find the conflict."""
+    from tailsrv.client.publisher import Conflict, Options, Publisher
+    from tailsrv.client.records import Record
+
+    if where == "one node":
+        urls, replicas = request.getfixturevalue("nats_server")().url, 1
+    else:
+        urls, replicas = ",".join(node.url for node in request.getfixturevalue("nats_cluster")), 3
+    options = Options("unused:0", urls.split(","), "logs.app", "logs_app", replicas, "chunks")
+
+    async def scene():
+        first, rival = Publisher(options), Publisher(options)
+        for publisher in (first, rival):
+            publisher.failed = asyncio.Event()
+            await publisher._connect()
+            await publisher._ensure_stream()
+        try:
+            await first._store_alone(Record(0, 0, b"one\n"))
+            place, _ = await rival._stream_end()
+            rival.acked, rival.next_sequence = place, place.sequence + 1
+            await rival._store_alone(Record(0, 4, b"two\nthree\n"))  # the rival's cut
+            await first._send(Record(0, 4, b"two\n"))  # refused: the sequence is taken
+            await first._send(Record(0, 8, b"three\n"))  # in flight: must be refused too
+            with pytest.raises(Conflict):
+                await asyncio.wait_for(first._settle(), IO_TIMEOUT * 2)
+        finally:
+            for publisher in (first, rival):
+                await publisher.nc.close()
+
+    asyncio.run(scene())
+    messages = read_stream(urls, "logs.app")
+    assert [m["data"] for m in messages] == [b"one\n", b"two\nthree\n"]
+    assert files(messages) == [b"one\ntwo\nthree\n"]
 
 
 def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:

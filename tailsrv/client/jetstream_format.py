@@ -24,11 +24,14 @@ CONTINUES = "Tailsrv-Continues"
 MSG_ID = "Nats-Msg-Id"
 
 
-def message_id(subject: str, generation: int, offset: int) -> str:
-    """The ``Nats-Msg-Id`` of the message at ``offset`` of file ``generation``:
-    one value per place in the stream's history, so JetStream drops a second
-    publication of the same bytes."""
-    return f"{subject}/{generation}/{offset}"
+def message_id(subject: str, generation: int, offset: int, end: int) -> str:
+    """The ``Nats-Msg-Id`` of the message holding bytes ``offset`` to ``end``
+    of file ``generation``: one value per place in the stream's history, so
+    JetStream drops a second publication of the same bytes. It names the end
+    too, so that a message naming its predecessor's id
+    (``Nats-Expected-Last-Msg-Id``) is stored only after one that ends exactly
+    where it starts, whoever published it."""
+    return f"{subject}/{generation}/{offset}-{end}"
 
 
 #: Characters a subject the tools use may not hold: wildcards, whitespace.

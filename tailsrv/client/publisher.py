@@ -8,7 +8,7 @@ one they came from; when it is not (the file was rotated while no publisher
 ran) the next generation starts at byte 0. There is no offset store beside the
 stream that could disagree with it.
 
-Exactly once rests on three things JetStream does atomically, even in a
+Exactly once rests on four things JetStream does atomically, even in a
 replicated stream on nats-server 2.9.10:
 
 - ``Nats-Expected-Last-Sequence``: every message names the stream sequence it
@@ -19,13 +19,24 @@ replicated stream on nats-server 2.9.10:
   ``Nats-Expected-Last-Subject-Sequence``, is not atomic in clustered
   streams before 2.9.21, nats-server issue 4320: it is not used.) Hence a
   stream of its own for the subject: the publisher predicts the sequence.
+- ``Nats-Expected-Last-Msg-Id``: every pipelined message also names the id
+  of the message published before it, and an id names a message's first and
+  last byte. A message is stored only after one that ends where it starts,
+  whoever published that one: when another publisher's message takes the
+  place of one of this publisher's (refused), this publisher's next messages,
+  already in flight, are refused too, instead of following bytes cut
+  differently. The check is made as each message is applied, in the stream's
+  order, on every replica.
 - ``Nats-Msg-Id``: one id per place in the file's history, so a message
   stored twice by two publishers that start together is dropped the second
   time (acknowledged as a duplicate, which this publisher takes for another
   publisher at work).
 - The first message after every (re)start is published alone and its
   acknowledgement awaited before any other: two publishers that read the same
-  stream end cannot both go on; the one refused says so and exits.
+  stream end cannot both go on; the one refused says so and exits. It names
+  only the sequence it must follow, which is the message the stream was read
+  to end with: a message id alone would not do, since a NATS server that
+  restarts forgets the last message's id unless it is recent.
 
 Messages are pipelined (`WINDOW_MESSAGES`, `WINDOW_BYTES`) and their
 acknowledgements awaited in batches, as nats-py's own fastest way does. The
@@ -65,6 +76,9 @@ log = logging.getLogger(__name__)
 #: JetStream's header: store the message only if the stream's last sequence is this.
 EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 
+#: JetStream's header: store the message only if the stream's last message has this id.
+EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
+
 #: Messages published and not yet acknowledged, at most: enough to keep the
 #: server busy across a round trip of a loaded machine, few enough that a
 #: recovery resends little.
@@ -96,8 +110,9 @@ CLOSE_TIMEOUT = 2.0
 #: maximum payload (plus the subject's length, which the message id repeats).
 HEADER_ROOM = 256
 
-#: JetStream's error code for a message refused by its expected last sequence.
-WRONG_LAST_SEQUENCE = 10071
+#: JetStream's error codes for a message refused by its expected last message
+#: id or sequence: another publisher's message, or one of this publisher's lost.
+WRONG_LAST = (10070, 10071)
 
 #: JetStream's error code for a message it could not store: the stream is full
 #: (maximum messages or bytes, with discard new). A 503 like those of a cluster
@@ -153,6 +168,9 @@ class Publisher:
         self.acked: Place = Place(0, 0, 0)
         #: The sequence the next message published will get.
         self.next_sequence = 1
+        #: The id of the message published last, which the next pipelined one
+        #: must follow; None when the next is published alone.
+        self.chain: Optional[str] = None
         self.failed: Optional[asyncio.Event] = None
         self.rejection: Optional[Exception] = None
         self.last_error: Optional[BaseException] = None
@@ -331,9 +349,13 @@ class Publisher:
 
     async def _send(self, record: Record) -> None:
         """Publish ``record`` after the window, not waiting for its ack."""
+        headers = self._headers(record)
+        if self.chain is not None:
+            headers[EXPECTED_LAST_MSG_ID] = self.chain
+        self.chain = headers[MSG_ID]
         try:
             future = await self.js.publish_async(self.options.subject, record.data,
-                                                 headers=self._headers(record))
+                                                 headers=headers)
         except (nats.errors.Error, OSError) as error:  # disconnected, buffer full...
             self.last_error = error
             future = None
@@ -343,7 +365,8 @@ class Publisher:
 
     def _headers(self, record: Record) -> dict:
         headers = {OFFSET: str(record.offset), GENERATION: str(record.generation),
-                   MSG_ID: message_id(self.options.subject, record.generation, record.offset),
+                   MSG_ID: message_id(self.options.subject, record.generation, record.offset,
+                                      record.end),
                    EXPECTED_LAST_SEQUENCE: str(self.next_sequence - 1)}
         if record.continues:
             headers[CONTINUES] = "1"
@@ -435,7 +458,7 @@ class Publisher:
     def _refused(self, error: Optional[BaseException]) -> None:
         """Raise `PublishError` when JetStream refused a message for a reason
         that waiting does not cure (the stream is full, the message too big)."""
-        if isinstance(error, nats.js.errors.APIError) and error.err_code != WRONG_LAST_SEQUENCE \
+        if isinstance(error, nats.js.errors.APIError) and error.err_code not in WRONG_LAST \
                 and (error.code != 503 or error.err_code == STORE_FAILED):
             record = self.window[0][0] if self.window else None
             where = f" the message at generation {record.generation} byte {record.offset}" \
@@ -445,12 +468,15 @@ class Publisher:
 
     async def _store_alone(self, record: Record) -> None:
         """Publish ``record`` and wait for its acknowledgement."""
+        headers = self._headers(record)
+        self.chain = None
         ack = await self.js.publish(self.options.subject, record.data, timeout=ACK_TIMEOUT,
-                                    headers=self._headers(record))
+                                    headers=headers)
         if ack.duplicate:
             raise _Duplicate("another publisher stored this message first")
         self.acked = Place(record.generation, record.end, ack.seq)
         self.next_sequence = ack.seq + 1
+        self.chain = headers[MSG_ID]
 
     def _match(self, place: Place) -> None:
         """Drop from the window what the stream already holds (its ack was

@@ -11,8 +11,8 @@ Each message is one line of the file with its newline (--records lines), or
 a chunk of up to 64 KiB (--records chunks); its headers say where its bytes
 stand in which file: Tailsrv-Offset (the byte position of its first byte),
 Tailsrv-Generation (0 for the first file, one more each time the file was
-replaced), Nats-Msg-Id (SUBJECT/GENERATION/OFFSET, so JetStream drops a
-duplicate). A line that has not ended is published once it does; a line
+replaced), Nats-Msg-Id (SUBJECT/GENERATION/OFFSET-END, so JetStream drops
+a duplicate). A line that has not ended is published once it does; a line
 longer than the server's maximum payload goes in several messages, all but
 the last with the header Tailsrv-Continues: 1.
 
