@@ -266,6 +266,36 @@ def test_a_three_node_cluster_loses_the_streams_leader(start_server, logfile, sp
     stop(publisher)
 
 
+def test_a_cluster_without_quorum_at_start_is_waited_for(start_server, logfile, spawn,
+                                                        nats_cluster, tmp_path):
+    """Two nodes of three down when tspub starts: JetStream is there but cannot
+    answer ("temporarily unavailable", or no answer at all). tspub says so
+    once and waits, and publishes once the nodes are back; only a server
+    without JetStream at all is an error."""
+    urls = ",".join(node.url for node in nats_cluster)
+    server = start_server(logfile)
+    for node in nats_cluster[1:]:
+        node.kill()
+    errors = tmp_path / "tspub.err"
+    with open(errors, "wb") as sink:
+        publisher = spawn(["tspub", "--replicas", "3", f"127.0.0.1:{server.port}", urls,
+                           "logs.app"], stderr=sink)
+    try:
+        wait_for(lambda: b"JetStream does not answer" in errors.read_bytes()
+                 or publisher.poll() is not None, timeout=CATCH_UP)
+        time.sleep(3)  # more than the first pauses: still waiting, not gone
+        assert publisher.poll() is None, errors.read_bytes()
+    finally:
+        for node in nats_cluster[1:]:
+            node.start()
+    append(logfile, b"hello\n")
+    wait_stream(urls, [logfile.read_bytes()], timeout=60)
+    publisher.send_signal(signal.SIGTERM)
+    assert publisher.wait(IO_TIMEOUT) == 0, errors.read_bytes()
+    err = errors.read_bytes()
+    assert err.count(b"JetStream does not answer") == 1 and b"Traceback" not in err, err
+
+
 def _led(info):
     """``info`` when it names the stream's leader, else None."""
     return info if info is not None and info.cluster and info.cluster.leader else None

@@ -238,15 +238,26 @@ class Publisher:
         """Other connection events: what matters is whether JetStream answers."""
 
     async def _ensure_stream(self) -> None:
+        """`_ensure_stream_once`, waiting while JetStream is slow to answer (a
+        cluster electing a leader, or creating the stream for another tspub)."""
+        failures = 0
+        while True:
+            try:
+                return await self._ensure_stream_once()
+            except _Unanswered as error:
+                await self._pause(failures, error.__cause__)
+                failures += 1
+
+    async def _ensure_stream_once(self) -> None:
         """The stream exists, for this subject alone; created when missing."""
         options = self.options
         try:
-            info = await self.js.stream_info(options.stream)
+            info = await _answer(self.js.stream_info(options.stream))
         except nats.js.errors.NotFoundError:
             try:
-                await self.js.add_stream(StreamConfig(
+                await _answer(self.js.add_stream(StreamConfig(
                     name=options.stream, subjects=[options.subject],
-                    num_replicas=options.replicas))
+                    num_replicas=options.replicas)))
             except nats.js.errors.APIError as error:
                 raise PublishError(f"cannot create stream {options.stream} for "
                                    f"{options.subject}: {error.description}") from None
@@ -498,6 +509,25 @@ class Publisher:
             f"at generation {place.generation} byte {place.position}, sequence "
             f"{place.sequence}, where this tspub expected sequence {self.acked.sequence}): "
             f"is another tspub publishing {self.options.subject}?")
+
+
+class _Unanswered(Exception):
+    """JetStream is there but cannot answer now (its cause says why): a
+    cluster without a leader or quorum. Waiting cures it."""
+
+
+async def _answer(request):
+    """The answer to ``request``, or `_Unanswered` for a time out or
+    JetStream's "temporarily unavailable" (a 503 with an error code; one
+    without is "no responders": JetStream is not enabled at all)."""
+    try:
+        return await request
+    except asyncio.TimeoutError as error:  # nats-py's TimeoutError is one
+        raise _Unanswered() from error
+    except nats.js.errors.APIError as error:
+        if error.code == 503 and error.err_code is not None and error.err_code != STORE_FAILED:
+            raise _Unanswered() from error
+        raise
 
 
 class _Duplicate(nats.errors.Error):
