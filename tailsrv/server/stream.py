@@ -15,6 +15,9 @@ all clients, and a blocked client is sent its next chunk when its socket has
 room, until it has caught up and parks again. A chunk not in the page cache
 is first read by a thread (`tailsrv.server.coldread`): meanwhile the client is
 *warming*, and the loop, with every follower's append, never waits for a disk.
+A file on a slow filesystem (FUSE: see `tailsrv.server.coldread`) is not read
+in the loop: its plain clients' chunks are sent by ``sendfile`` in a thread
+(an HTTP client's, whose framing is not for threads, are warmed as above).
 
 The same epoll set reads and throws away what clients send after their header,
 and sees resets and hang-ups, so a gone client ends even while the file is idle.
@@ -173,6 +176,9 @@ class Fanout:
         size = watch.size
         offset = client.offset
         full = False
+        if offset < size and watch.slow and not client.framed:
+            self._send_slowly(client, offset, min(CHUNK, size - offset))
+            return
         if offset < size:
             count = min(CHUNK, size - offset)
             if not warmed:
@@ -190,6 +196,11 @@ class Fanout:
             else:
                 client.offset = offset = offset + n
                 full = 0 < n and offset < size
+        self._after_send(client, full)
+
+    def _after_send(self, client: Client, full: bool) -> None:
+        """Watch a client's socket for room when it is ``full`` (still behind),
+        else park it."""
         if full:
             self._block(client)
         else:
@@ -209,18 +220,55 @@ class Fanout:
     def _warm(self, client: Client, offset: int, count: int) -> None:
         """Set a client aside while a thread reads its next chunk into the
         page cache; `_warmed` feeds it then."""
+        self._set_aside(client)
+        self._offload().warm(self.watch.fd, offset, count, lambda: self._warmed(client))
+
+    def _set_aside(self, client: Client) -> None:
+        """Neither parked nor blocked: a thread works for the client."""
         self._parked(client).discard(client)
         self.blocked.discard(client)
         self.warming.add(client)
         self._watch(client, client.events & ~_EPOLLOUT)
+
+    def _offload(self) -> coldread.Warmer:
         if self._warmer is None:
             self._warmer = coldread.Warmer()
-        self._warmer.warm(self.watch.fd, offset, count, lambda: self._warmed(client))
+        return self._warmer
 
     def _warmed(self, client: Client) -> None:
         if client in self.warming:  # else it ended meanwhile
             self.warming.discard(client)
             self._feed(client, warmed=True)
+
+    def _send_slowly(self, client: Client, offset: int, count: int) -> None:
+        """A plain client's ``sendfile`` in a thread, the client set aside
+        meanwhile. The
+        thread has descriptors of its own (duplicates), so that a client or
+        file that ends meanwhile cannot have its descriptor's number given to
+        another, whose bytes would go out in its place."""
+        self._set_aside(client)
+        socket_fd, file_fd = os.dup(client.fd), os.dup(self.watch.fd)
+
+        def send() -> int:
+            try:
+                return os.sendfile(socket_fd, file_fd, offset, count)
+            finally:
+                os.close(socket_fd)
+                os.close(file_fd)
+
+        self._offload().run(send, lambda result: self._sent_slowly(client, offset, result))
+
+    def _sent_slowly(self, client: Client, offset: int, result) -> None:
+        if client not in self.warming:  # it ended meanwhile
+            return
+        self.warming.discard(client)
+        if isinstance(result, BlockingIOError):
+            self._after_send(client, True)
+        elif isinstance(result, OSError):
+            self.end(client, result)
+        else:
+            client.offset = offset + result
+            self._after_send(client, 0 < result and client.offset < self.watch.size)
 
     def _watch(self, client: Client, events: int) -> None:
         if events != client.events:
