@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IO_TIMEOUT, connect, read_exactly, wait_for
+from conftest import IO_TIMEOUT, connect, free_port, read_exactly, wait_for
 
 SLOWFS = Path(__file__).resolve().parent.parent / "scripts" / "slowfs"
 OLD = 8 * 1024 * 1024
@@ -42,7 +42,8 @@ def fuse_missing() -> str:
 
 @pytest.fixture
 def slow_mount(tmp_path: Path):
-    """(mounted dir, source dir): a slowfs of tmp_path/src, every read slow."""
+    """(mounted dir, source dir): a slowfs of tmp_path/src, every read slow;
+    while tmp_path/gate exists, reads below the offset it holds wait."""
     missing = fuse_missing()
     if missing and not os.environ.get("CI"):
         pytest.skip(missing)
@@ -51,7 +52,7 @@ def slow_mount(tmp_path: Path):
     mount.mkdir()
     log = open(tmp_path / "slowfs.log", "wb")
     proc = subprocess.Popen([sys.executable, str(SLOWFS), str(source), str(mount),
-                             "--delay-ms", str(DELAY_MS)],
+                             "--delay-ms", str(DELAY_MS), "--gate", str(tmp_path / "gate")],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     try:
         wait_for(lambda: os.path.ismount(mount) or proc.poll() is not None)
@@ -122,3 +123,27 @@ def test_cached_tells_cold_pages_from_warm_ones(tmp_path: Path):
             assert coldread.cached(shm.fileno(), 0, 4096) == 4096
         finally:
             os.unlink(shm.name)
+
+
+def test_an_append_to_a_slow_file_never_holds_up_the_loop(slow_mount, start_server, tmp_path):
+    """A file on a slow filesystem is read by threads only: while every read
+    of it is held (a network filesystem that stopped answering), an append's
+    news (whose bytes the watch must read) leaves the server answering an HTTP
+    request; the follower gets the append once reads are let through."""
+    from test_http import Client
+
+    mount, source = slow_mount
+    (source / "app.log").write_bytes(b"old\n")
+    port = free_port()
+    server = start_server(mount / "app.log", "--http", f"127.0.0.1:{port}")
+    gate = tmp_path / "gate"
+    with connect(server.port, b"4\n") as follower:
+        gate.write_text(str(1 << 40))  # every read waits
+        try:
+            with open(mount / "app.log", "ab", buffering=0) as writer:
+                writer.write(b"new\n")
+            page = Client(port).get("/")
+            assert page.status_code == 200
+        finally:
+            gate.unlink()
+        assert read_exactly(follower, 4) == b"new\n"
