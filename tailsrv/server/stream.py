@@ -276,9 +276,18 @@ class Fanout:
             self._sockets.modify(client.fd, events)
 
     def _on_change(self, size: int, shrank: bool, tail: Optional[bytes]) -> None:
-        """The file changed: a pass over the plain parked clients, then one over
-        the framed ones, and the end of the blocked ones it shrank below."""
-        self._pass(self.parked, size, shrank, tail, False)
+        """The file changed: a pass over the plain parked clients (for a slow
+        file's growth not read by the watch, a thread's send to each), then
+        one over the framed ones, and the end of the blocked ones it shrank
+        below."""
+        if tail is None and self.watch.slow:  # sendfile would read the file: threads do
+            for client in tuple(self.parked):
+                if client.offset > size:
+                    self.end(client, Truncated(f"file truncated to {size} bytes"))
+                elif client.offset < size:
+                    self._feed(client)
+        else:
+            self._pass(self.parked, size, shrank, tail, False)
         if self.parked_framed:
             self._pass(self.parked_framed, size, shrank, None, True)
         if shrank:

@@ -244,16 +244,22 @@ class FileWatch:
             self._reader = coldread.Warmer()
         self._reading, self._again = True, False
         fd, size = self.fd, self.size
-        self._reader.run(lambda: appended(fd, size), self._read_slowly)
+        self._reader.run(lambda: appended(fd, size), lambda result: self._read_slowly(size, result))
 
-    def _read_slowly(self, result) -> None:
+    def _read_slowly(self, size: int, result) -> None:
+        """What a thread found the file to be after ``size``: news, unless the
+        size moved meanwhile (`refresh`), which makes it old news: then read
+        again from the new size."""
         self._reading = False
         if self.fd is None or self.gone.is_set():  # closed or given up meanwhile
             return
         if isinstance(result, OSError):
             self.failed(result)
             return
-        self._resized(*result)
+        if size == self.size:
+            self._resized(*result)
+        else:
+            self._again = True
         if self._again:
             self._grew_slowly()
 
