@@ -152,3 +152,27 @@ def test_an_append_to_a_slow_file_never_holds_up_the_loop(slow_mount, start_serv
         finally:
             gate.unlink()
         assert read_exactly(follower, 4) == b"new\n"
+
+
+def test_a_catch_up_through_dropped_pages_on_the_disk_gets_every_byte(start_server, tmp_path):
+    """On the disk (not FUSE): a chunk not wholly in the page cache goes by a
+    thread's sendfile; the catch-up client gets the file exactly, and a
+    follower its append."""
+    from tailsrv.server import coldread
+
+    path = tmp_path / "app.log"
+    old = os.urandom(12 * 1024 * 1024)
+    path.write_bytes(old)
+    with open(path, "rb") as cold:
+        if coldread._filesystem(os.fstat(cold.fileno()).st_dev) in coldread.MEMORY_FILESYSTEMS:
+            pytest.skip("tmp_path is in memory")
+        os.fsync(cold.fileno())
+        os.posix_fadvise(cold.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    server = start_server(path)
+    with connect(server.port, b"%d\n" % len(old)) as follower, \
+            connect(server.port, b"0\n") as catch_up:
+        assert read_exactly(catch_up, len(old)) == old
+        with open(path, "ab") as writer:
+            writer.write(b"new\n")
+        assert read_exactly(follower, 4) == b"new\n"
+        assert read_exactly(catch_up, 4) == b"new\n"

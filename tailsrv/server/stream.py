@@ -12,12 +12,12 @@ of the appended bytes when the watch read them (an append shorter than
 the kernel less than a ``sendfile`` of a few bytes), else a ``sendfile``. A
 client whose socket is full is *blocked*: one epoll set watches the sockets of
 all clients, and a blocked client is sent its next chunk when its socket has
-room, until it has caught up and parks again. A chunk not in the page cache
-is first read by a thread (`tailsrv.server.coldread`): meanwhile the client is
-*warming*, and the loop, with every follower's append, never waits for a disk.
-A file on a slow filesystem (FUSE: see `tailsrv.server.coldread`) is not read
-in the loop: its plain clients' chunks are sent by ``sendfile`` in a thread
-(an HTTP client's, whose framing is not for threads, are warmed as above).
+room, until it has caught up and parks again. A chunk not wholly in
+the page cache (`tailsrv.server.coldread`), or any chunk of a file on a slow
+filesystem (FUSE), is sent by ``sendfile`` in a thread: meanwhile the client
+is set aside (*warming*), and the loop, with every follower's append, never
+waits for a disk. An HTTP client's framing is not for threads: its chunk is
+read by a thread (warmed) first, then sent from the loop.
 
 The same epoll set reads and throws away what clients send after their header,
 and sees resets and hang-ups, so a gone client ends even while the file is idle.
@@ -169,23 +169,26 @@ class Fanout:
     def _feed(self, client: Client, warmed: bool = False) -> None:
         """Send a client its next chunk; park it once it has caught up (or the
         file turned out shorter than we knew: the watcher will say), else
-        watch its socket for room. Only what is in the page cache is sent
-        from the loop: a chunk that starts cold is warmed first (`_warm`),
-        and then sent whatever the cache says (``warmed``), so that it moves."""
+        watch its socket for room. Only a chunk wholly in the page cache is
+        sent from the loop: a plain client's other chunks are sent by a thread
+        (`_send_in_thread`); a framed client's warm prefix is sent, and a
+        chunk that starts cold is warmed first (`_warm`), then sent whatever
+        the cache says (``warmed``), so that it moves."""
         watch = self.watch
         size = watch.size
         offset = client.offset
         full = False
-        if offset < size and watch.slow and not client.framed:
-            self._send_slowly(client, offset, min(CHUNK, size - offset))
-            return
         if offset < size:
             count = min(CHUNK, size - offset)
             if not warmed:
-                count = coldread.cached(watch.fd, offset, count)
-                if not count:
-                    self._warm(client, offset, min(CHUNK, size - offset))
+                warm = 0 if watch.slow else coldread.cached(watch.fd, offset, count)
+                if warm < count and not client.framed:
+                    self._send_in_thread(client, offset, count)
                     return
+                if not warm:
+                    self._warm(client, offset, count)
+                    return
+                count = warm
             try:
                 n = client.send(watch.fd, offset, count)
             except BlockingIOError:
@@ -240,9 +243,9 @@ class Fanout:
             self.warming.discard(client)
             self._feed(client, warmed=True)
 
-    def _send_slowly(self, client: Client, offset: int, count: int) -> None:
-        """A plain client's ``sendfile`` in a thread, the client set aside
-        meanwhile. The
+    def _send_in_thread(self, client: Client, offset: int, count: int) -> None:
+        """A plain client's ``sendfile`` in a thread, which may wait for the
+        disk, the client set aside meanwhile. The
         thread has descriptors of its own (duplicates), so that a client or
         file that ends meanwhile cannot have its descriptor's number given to
         another, whose bytes would go out in its place."""
@@ -256,9 +259,9 @@ class Fanout:
                 os.close(socket_fd)
                 os.close(file_fd)
 
-        self._offload().run(send, lambda result: self._sent_slowly(client, offset, result))
+        self._offload().run(send, lambda result: self._sent_in_thread(client, offset, result))
 
-    def _sent_slowly(self, client: Client, offset: int, result) -> None:
+    def _sent_in_thread(self, client: Client, offset: int, result) -> None:
         if client not in self.warming:  # it ended meanwhile
             return
         self.warming.discard(client)
