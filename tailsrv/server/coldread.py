@@ -13,8 +13,12 @@ from the loop, as before, once it is in memory.
 
 A filesystem that cannot answer ``RWF_NOWAIT`` says ``EOPNOTSUPP``: tmpfs (and
 ramfs), which is memory anyway, is then taken as warm, served as before this
-module; any other (FUSE, so a network filesystem) as cold: each chunk is read
-in a thread first, then sent from the cache it left.
+module; any other (FUSE, so a network filesystem) is *slow* (`slow`): any read
+of it may wait, and what a thread read need not be in the cache when the loop
+sends it (FUSE drops a file's cached pages when it sees the file change). So a
+slow file is never read in the loop at all: the watch reads its appends in a
+thread, and its clients are sent their chunks by ``sendfile`` in a thread
+(`Warmer.run`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import errno
 import os
 from collections import deque
-from typing import Callable, Deque, Dict
+from typing import Any, Callable, Deque, Dict
 
 from gevent.hub import get_hub
 from gevent.monkey import get_original
@@ -37,7 +41,7 @@ STRIDE = 256 * 1024
 #: and need not.
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
 
-#: Bytes a warming thread reads per system call (its buffer, one per thread).
+#: Bytes a warming thread reads per system call (its buffer).
 READ = 1024 * 1024
 
 _probe = [bytearray(1)]
@@ -66,6 +70,17 @@ def cached(fd: int, offset: int, count: int) -> int:
     return count
 
 
+def slow(fd: int) -> bool:
+    """Whether reading ``fd``'s file may wait without the file saying so: it
+    cannot answer ``RWF_NOWAIT`` and is not memory (FUSE: a network
+    filesystem, say)."""
+    try:
+        os.preadv(fd, _probe, 0, os.RWF_NOWAIT)
+    except OSError as error:
+        return error.errno == errno.EOPNOTSUPP and not _is_memory(fd)
+    return False
+
+
 def _is_memory(fd: int) -> bool:
     """Whether the file of ``fd`` is on a filesystem of `MEMORY_FILESYSTEMS`
     (its mount found in ``/proc/self/mountinfo`` by device number, once)."""
@@ -91,10 +106,11 @@ def _filesystem(device: int) -> str:
 
 
 class Warmer:
-    """Threads that read ranges into the page cache, and news of each done
-    read in the event loop. Real threads even in a monkey-patched process
-    (the originals of ``_thread`` and ``queue``): a patched one would read in
-    the loop. Its threads start with the first `warm`, one per `THREADS`."""
+    """Threads for file work that may wait (reading ranges into the page
+    cache, or any `run` job), and news of each job done, in the event loop.
+    Real threads even in a monkey-patched process (the originals of
+    ``_thread`` and ``queue``): a patched one would wait in the loop. Its
+    threads start with the first job, one per `THREADS`."""
 
     #: Reads at once: one keeps a catch-up's disk busy; a second lets two
     #: catching-up clients (or a slow filesystem) overlap.
@@ -111,10 +127,15 @@ class Warmer:
         """Bring ``count`` bytes from ``offset`` into the page cache; ``done()``
         is then called in the event loop (a read error is left for the
         ``sendfile`` that follows to meet)."""
+        self.run(lambda: _read(fd, offset, count), lambda _: done())
+
+    def run(self, job: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        """Call ``job()`` in a thread, then ``done(its result)`` in the event
+        loop; an OSError it raises is the result."""
         if self._threads < self.THREADS:
             self._threads += 1
             _start_thread(self._work, ())
-        self._todo.put((fd, offset, count, done))
+        self._todo.put((job, done))
 
     def close(self) -> None:
         """Stop the threads once their reads are done; drop the news."""
@@ -124,22 +145,26 @@ class Warmer:
         self._wake.close()
 
     def _work(self) -> None:
-        buffer = memoryview(bytearray(READ))
-        while (job := self._todo.get()) is not None:
-            fd, offset, count, done = job
-            _read(fd, offset, count, buffer)
-            self._done.append(done)
+        while (item := self._todo.get()) is not None:
+            job, done = item
+            try:
+                result = job()
+            except OSError as error:
+                result = error
+            self._done.append((done, result))
             self._wake.send()
 
     def _deliver(self) -> None:
         done = self._done
         while done:
-            done.popleft()()
+            call, result = done.popleft()
+            call(result)
 
 
-def _read(fd: int, offset: int, count: int, buffer: memoryview) -> None:
-    """In a warming thread: read the range and throw it away (the GIL is
-    released in the system call)."""
+def _read(fd: int, offset: int, count: int) -> None:
+    """In a thread: read the range and throw it away (the GIL is released in
+    the system call)."""
+    buffer = memoryview(bytearray(min(READ, count)))
     end = offset + count
     try:
         while offset < end:

@@ -12,9 +12,12 @@ of the appended bytes when the watch read them (an append shorter than
 the kernel less than a ``sendfile`` of a few bytes), else a ``sendfile``. A
 client whose socket is full is *blocked*: one epoll set watches the sockets of
 all clients, and a blocked client is sent its next chunk when its socket has
-room, until it has caught up and parks again. A chunk not in the page cache
-is first read by a thread (`tailsrv.server.coldread`): meanwhile the client is
-*warming*, and the loop, with every follower's append, never waits for a disk.
+room, until it has caught up and parks again. A chunk not wholly in
+the page cache (`tailsrv.server.coldread`), or any chunk of a file on a slow
+filesystem (FUSE), is sent by ``sendfile`` in a thread: meanwhile the client
+is set aside (*warming*), and the loop, with every follower's append, never
+waits for a disk. An HTTP client's framing is not for threads: its chunk is
+read by a thread (warmed) first, then sent from the loop.
 
 The same epoll set reads and throws away what clients send after their header,
 and sees resets and hang-ups, so a gone client ends even while the file is idle.
@@ -166,9 +169,11 @@ class Fanout:
     def _feed(self, client: Client, warmed: bool = False) -> None:
         """Send a client its next chunk; park it once it has caught up (or the
         file turned out shorter than we knew: the watcher will say), else
-        watch its socket for room. Only what is in the page cache is sent
-        from the loop: a chunk that starts cold is warmed first (`_warm`),
-        and then sent whatever the cache says (``warmed``), so that it moves."""
+        watch its socket for room. Only a chunk wholly in the page cache is
+        sent from the loop: a plain client's other chunks are sent by a thread
+        (`_send_in_thread`); a framed client's warm prefix is sent, and a
+        chunk that starts cold is warmed first (`_warm`), then sent whatever
+        the cache says (``warmed``), so that it moves."""
         watch = self.watch
         size = watch.size
         offset = client.offset
@@ -176,10 +181,14 @@ class Fanout:
         if offset < size:
             count = min(CHUNK, size - offset)
             if not warmed:
-                count = coldread.cached(watch.fd, offset, count)
-                if not count:
-                    self._warm(client, offset, min(CHUNK, size - offset))
+                warm = 0 if watch.slow else coldread.cached(watch.fd, offset, count)
+                if warm < count and not client.framed:
+                    self._send_in_thread(client, offset, count)
                     return
+                if not warm:
+                    self._warm(client, offset, count)
+                    return
+                count = warm
             try:
                 n = client.send(watch.fd, offset, count)
             except BlockingIOError:
@@ -190,6 +199,11 @@ class Fanout:
             else:
                 client.offset = offset = offset + n
                 full = 0 < n and offset < size
+        self._after_send(client, full)
+
+    def _after_send(self, client: Client, full: bool) -> None:
+        """Watch a client's socket for room when it is ``full`` (still behind),
+        else park it."""
         if full:
             self._block(client)
         else:
@@ -209,18 +223,55 @@ class Fanout:
     def _warm(self, client: Client, offset: int, count: int) -> None:
         """Set a client aside while a thread reads its next chunk into the
         page cache; `_warmed` feeds it then."""
+        self._set_aside(client)
+        self._offload().warm(self.watch.fd, offset, count, lambda: self._warmed(client))
+
+    def _set_aside(self, client: Client) -> None:
+        """Neither parked nor blocked: a thread works for the client."""
         self._parked(client).discard(client)
         self.blocked.discard(client)
         self.warming.add(client)
         self._watch(client, client.events & ~_EPOLLOUT)
+
+    def _offload(self) -> coldread.Warmer:
         if self._warmer is None:
             self._warmer = coldread.Warmer()
-        self._warmer.warm(self.watch.fd, offset, count, lambda: self._warmed(client))
+        return self._warmer
 
     def _warmed(self, client: Client) -> None:
         if client in self.warming:  # else it ended meanwhile
             self.warming.discard(client)
             self._feed(client, warmed=True)
+
+    def _send_in_thread(self, client: Client, offset: int, count: int) -> None:
+        """A plain client's ``sendfile`` in a thread, which may wait for the
+        disk, the client set aside meanwhile. The
+        thread has descriptors of its own (duplicates), so that a client or
+        file that ends meanwhile cannot have its descriptor's number given to
+        another, whose bytes would go out in its place."""
+        self._set_aside(client)
+        socket_fd, file_fd = os.dup(client.fd), os.dup(self.watch.fd)
+
+        def send() -> int:
+            try:
+                return os.sendfile(socket_fd, file_fd, offset, count)
+            finally:
+                os.close(socket_fd)
+                os.close(file_fd)
+
+        self._offload().run(send, lambda result: self._sent_in_thread(client, offset, result))
+
+    def _sent_in_thread(self, client: Client, offset: int, result) -> None:
+        if client not in self.warming:  # it ended meanwhile
+            return
+        self.warming.discard(client)
+        if isinstance(result, BlockingIOError):
+            self._after_send(client, True)
+        elif isinstance(result, OSError):
+            self.end(client, result)
+        else:
+            client.offset = offset + result
+            self._after_send(client, 0 < result and client.offset < self.watch.size)
 
     def _watch(self, client: Client, events: int) -> None:
         if events != client.events:
@@ -228,9 +279,18 @@ class Fanout:
             self._sockets.modify(client.fd, events)
 
     def _on_change(self, size: int, shrank: bool, tail: Optional[bytes]) -> None:
-        """The file changed: a pass over the plain parked clients, then one over
-        the framed ones, and the end of the blocked ones it shrank below."""
-        self._pass(self.parked, size, shrank, tail, False)
+        """The file changed: a pass over the plain parked clients (for a slow
+        file's growth not read by the watch, a thread's send to each), then
+        one over the framed ones, and the end of the blocked ones it shrank
+        below."""
+        if tail is None and self.watch.slow:  # sendfile would read the file: threads do
+            for client in tuple(self.parked):
+                if client.offset > size:
+                    self.end(client, Truncated(f"file truncated to {size} bytes"))
+                elif client.offset < size:
+                    self._feed(client)
+        else:
+            self._pass(self.parked, size, shrank, tail, False)
         if self.parked_framed:
             self._pass(self.parked_framed, size, shrank, None, True)
         if shrank:

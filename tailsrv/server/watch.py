@@ -9,6 +9,11 @@ idle server sleeps in the event loop until the kernel has news.
 While PATH does not exist the parent directory is watched for it to appear. Once
 open, the file is watched through ``/proc/self/fd`` so the watch follows the very
 inode being served, whatever happens to the name.
+
+A file on a slow filesystem (`tailsrv.server.coldread.slow`: FUSE, so a
+network filesystem) has its appends read by a thread, so that the event loop
+never waits for that filesystem: the listeners hear of the growth once the
+read is done.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import gevent
 from gevent.event import Event
 
 from inotify_simple import INotify, flags, parse_events
+
+from . import coldread
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,18 @@ INOTIFY_READ = 64 * 1024
 #: Called with the new size, whether the file shrank, and the bytes appended
 #: since the size before (when the watch read them, else None).
 Listener = Callable[[int, bool, Optional[bytes]], None]
+
+
+def appended(fd: int, size: int) -> Tuple[int, Optional[bytes]]:
+    """The file's size now that it was written to, and the bytes appended
+    since ``size`` when there are fewer than `TAIL` (else None): what was
+    appended is read at once (a short read ends at the end of the file), or,
+    when that is not all of it, the end is asked for (``lseek``: ``fstat``
+    builds a result of a dozen fields in Python)."""
+    tail = os.pread(fd, TAIL, size)
+    if 0 < len(tail) < TAIL:
+        return size + len(tail), tail
+    return os.lseek(fd, 0, os.SEEK_END), None
 
 
 class NotARegularFile(OSError):
@@ -100,6 +119,10 @@ class FileWatch:
         self._dir_watch: Optional[int] = None
         self._watchers: List = []
         self._lingering = False
+        #: Whether the file is on a slow filesystem: its appends read by a thread.
+        self.slow = False
+        self._reader: Optional[coldread.Warmer] = None
+        self._reading = self._again = False
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -135,6 +158,8 @@ class FileWatch:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+        if self._reader is not None:
+            self._reader.close()
 
     def wait_for_change(self, size: int) -> None:
         """Block until the size is no longer ``size``. Once the file is gone
@@ -162,6 +187,7 @@ class FileWatch:
             os.close(fd)
             raise
         self.fd = fd
+        self.slow = coldread.slow(fd)
         self._watch_inode(fd)
         log.info("following %s", self.path)
         self.refresh(moved=False)
@@ -192,9 +218,7 @@ class FileWatch:
 
     def _on_growth(self) -> None:
         """The file was written to: drain the news, then learn the new size
-        by reading what was appended (a short read ends at the end of the
-        file) or, when that is not all of it, by asking where the end is
-        (``lseek``: ``fstat`` builds a result of a dozen fields in Python)."""
+        (`grew`)."""
         try:
             os.readv(self._growth.fd, self._drain)
             self.grew()
@@ -205,12 +229,39 @@ class FileWatch:
 
     def grew(self) -> None:
         """The file was written to: learn its new size, and tell the listeners."""
-        fd, size = self.fd, self.size
-        tail = os.pread(fd, TAIL, size)
-        if 0 < len(tail) < TAIL:
-            self._resized(size + len(tail), tail)
+        if self.slow:
+            self._grew_slowly()
         else:
-            self._resized(os.lseek(fd, 0, os.SEEK_END), None)
+            self._resized(*appended(self.fd, self.size))
+
+    def _grew_slowly(self) -> None:
+        """`grew` for a slow file: `appended` in a thread, one at a time (and
+        once more after it when the file was written to meanwhile)."""
+        if self._reading:
+            self._again = True
+            return
+        if self._reader is None:
+            self._reader = coldread.Warmer()
+        self._reading, self._again = True, False
+        fd, size = self.fd, self.size
+        self._reader.run(lambda: appended(fd, size), lambda result: self._read_slowly(size, result))
+
+    def _read_slowly(self, size: int, result) -> None:
+        """What a thread found the file to be after ``size``: news, unless the
+        size moved meanwhile (`refresh`), which makes it old news: then read
+        again from the new size."""
+        self._reading = False
+        if self.fd is None or self.gone.is_set():  # closed or given up meanwhile
+            return
+        if isinstance(result, OSError):
+            self.failed(result)
+            return
+        if size == self.size:
+            self._resized(*result)
+        else:
+            self._again = True
+        if self._again:
+            self._grew_slowly()
 
     def _on_fate(self) -> None:
         """The file was deleted, moved or had its attributes changed, or
