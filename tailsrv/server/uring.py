@@ -24,12 +24,14 @@ import os
 import socket
 from typing import List, Optional, Sequence, Tuple, Union
 
-#: Fewest clients a pass must write to for a batch to gain. Measured in one
-#: process over loopback TCP (64-byte sends, the server's CPU per client): at
-#: 10 clients the batch cost 1.09 to 1.12 times the loop (the wrapper's Python
-#: calls per send outweigh the system calls saved), at 30 it was level (0.83 to
-#: 1.0), at 100 and 1,000 it cost 0.75 to 0.8 times the loop.
-MIN_BATCH = 32
+#: Fewest clients a pass must write to for a batch to gain. Measured by
+#: ``scripts/batchsend`` (64-byte sends over loopback TCP, the loop of writes
+#: and this batch taking turns; the sender's CPU time per client, batch /
+#: loop): 1 client 1.43, 4 clients 1.21, 8 clients 1.09 (the binding's Python
+#: calls per send, and reading each completion back, cost more than the
+#: system calls saved), 16 clients 0.99 and 1.02, 24 to 64 clients 0.91 to
+#: 0.93, 100 clients 0.80, 1,000 clients 0.86.
+MIN_BATCH = 24
 
 #: Submission queue entries: a pass to more clients is submitted this many at a
 #: time (a system call per thousand clients, a ring of about 100 KiB).
