@@ -12,7 +12,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from conftest import connect, read_exactly, wait_for
+from conftest import append, connect, read_exactly, wait_for
 from tailsrv.server import uring
 
 CONTENT = b"hello\nworld\n"
@@ -105,7 +105,8 @@ def io_urings(server) -> int:
 def test_caught_up_clients_get_every_append_in_order(logfile, start_server, batched):
     """Many caught-up clients, one of which stops reading (its socket fills:
     it leaves the batch for the blocked clients' way, by ``sendfile``), and
-    appends of every size up to the copy's: all get every byte, in order."""
+    appends of every size up to the copy's: all get every byte, in order;
+    then one resets, and ends, while the others go on."""
     env = dict(os.environ, TAILSRV_URING="1" if batched else "0")
     server = start_server(logfile, env=env)
     with ExitStack() as stack:
@@ -124,4 +125,15 @@ def test_caught_up_clients_get_every_append_in_order(logfile, start_server, batc
         appended = b"".join(records)
         assert read_exactly(stalled, len(appended)) == appended
         assert io_urings(server) == (1 if batched else 0)
+
+        # A client that resets: its send in the pass fails, it ends (logged),
+        # and the pass goes on to the others.
+        gone = clients.pop(1)
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        gone.close()
+        for i in range(3):  # the first append may reach it before the reset does
+            append(logfile, b"after %d\n" % i)
+            for sock in clients:
+                assert read_exactly(sock, 8) == b"after %d\n" % i
+        server.wait_log("disconnected (")
     assert "Traceback" not in server.log
