@@ -40,7 +40,7 @@ from typing import Callable, Dict, Optional, Set
 from gevent.hub import get_hub
 from gevent.monkey import get_original
 
-from . import coldread
+from . import coldread, uring
 from .watch import FileWatch
 
 #: Most bytes one ``sendfile`` call may send to a blocked client before the
@@ -118,6 +118,8 @@ class Fanout:
         self.blocked: Set[Client] = set()
         self.warming: Set[Client] = set()
         self._warmer: Optional[coldread.Warmer] = None
+        self._sender: Optional[uring.Sender] = None
+        self._try_uring = True
         self._ended = ended
         # Made at once, not when first needed: that may be when descriptors
         # have run out. The watcher holds no reference on the loop, like a daemon.
@@ -156,6 +158,8 @@ class Fanout:
         self._sockets.close()
         if self._warmer is not None:
             self._warmer.close()
+        if self._sender is not None:
+            self._sender.close()
 
     def bytes_sent(self) -> int:
         """File bytes sent so far to the clients connected now."""
@@ -306,16 +310,26 @@ class Fanout:
         written flat: no call per plain client but the syscall. A client at
         the start of ``tail`` (the bytes just appended, when the watch read
         them) is written that copy; any other, ``sendfile`` (what `Client.send`
-        does, inline); only ``framed`` clients' ``send`` is called."""
+        does, inline); only ``framed`` clients' ``send`` is called. When the
+        pass writes ``tail`` to enough clients, those writes are one io_uring
+        batch instead (`_send_batch`)."""
         fd = self.watch.fd
         sendfile = os.sendfile
         write = os.write
         at = size - len(tail) if tail is not None else -1
+        batch: Optional[list] = None
+        if (tail is not None and not framed and len(parked) >= uring.MIN_BATCH
+                and self._batcher() is not None):
+            batch = []
         for client in tuple(parked):
             offset = client.offset
             if offset < size:
                 try:
                     if offset == at:
+                        if batch is not None:  # sent after the loop
+                            client.offset = size
+                            batch.append(client)
+                            continue
                         n = write(client.fd, tail)
                     elif framed:
                         n = client.send(fd, offset, size - offset)
@@ -331,6 +345,33 @@ class Fanout:
                     self._block(client)
             elif shrank and offset > size:
                 self.end(client, Truncated(f"file truncated to {size} bytes"))
+        if batch:
+            self._send_batch(batch, tail, size)
+
+    def _batcher(self) -> Optional[uring.Sender]:
+        """The io_uring for batched sends, opened at the first pass that
+        wants it; None where there is none (then the pass writes, as always)."""
+        if self._sender is None and self._try_uring:
+            self._sender = uring.open_sender()
+            self._try_uring = self._sender is not None
+        return self._sender
+
+    def _send_batch(self, clients: list, tail: bytes, size: int) -> None:
+        """Write ``tail`` to every one of ``clients`` (the pass put them at
+        the end, ``size``, already) in one io_uring submission; those that
+        took only part of it, or none (``EAGAIN``), are put back and blocked
+        as in the pass, and a failed send ends its client."""
+        at = size - len(tail)
+        for index, result in self._sender.send([client.fd for client in clients], tail):
+            client = clients[index]
+            if isinstance(result, BlockingIOError):
+                result = 0
+            elif isinstance(result, OSError):
+                client.offset = at
+                self.end(client, result)
+                continue
+            client.offset = at + result
+            self._block(client)
 
     def _on_sockets(self) -> None:
         """Room in blocked clients' sockets; what clients sent after their
