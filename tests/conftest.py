@@ -125,13 +125,14 @@ class Server:
     one), so the file is open: a connect alone succeeds as soon as the port
     is bound, before the server has started."""
 
+    #: Starts tried when the free port chosen was taken meanwhile (by another
+    #: process on this machine, between `free_port` and the server's bind).
+    ATTEMPTS = 3
+
     def __init__(self, path: Path, args: List[str], log: Path, env=None,
                  prefix: Sequence[str] = ()) -> None:
         self.path = path
-        self.port = free_port()
         self.log_path = log
-        self.args = [*prefix, script("tailsrv"), "-p", str(self.port), *args, str(path)]
-        self._log = open(log, "wb")
         own_notify = env is None or "NOTIFY_SOCKET" not in env
         env = dict(os.environ if env is None else env)
         self._notify: Optional[socket.socket] = None
@@ -140,11 +141,22 @@ class Server:
             self._notify.bind(f"\0tailsrv-test-{os.getpid()}-{id(self)}")
             self._notify.settimeout(0.05)
             env["NOTIFY_SOCKET"] = "@" + self._notify.getsockname()[1:].decode()
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=self._log, env=env)
-        if self._notify is not None:
-            wait_for(self._ready)
-        wait_for(self._accepting)
+        for attempt in range(self.ATTEMPTS):
+            self.port = free_port()
+            self.args = [*prefix, script("tailsrv"), "-p", str(self.port), *args, str(path)]
+            self._log = open(log, "wb")
+            self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                         stdout=self._log, stderr=self._log, env=env)
+            try:
+                if self._notify is not None:
+                    wait_for(self._ready)
+                wait_for(self._accepting)
+                return
+            except AssertionError:
+                if attempt + 1 == self.ATTEMPTS or \
+                        f"cannot listen on port {self.port}: Address already in use" not in self.log:
+                    raise
+                self._log.close()
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
