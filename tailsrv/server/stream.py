@@ -227,7 +227,7 @@ class Fanout:
             client.events = events
             self._sockets.modify(client.fd, events)
 
-    def _on_change(self, size: int, shrank: bool, tail: Optional[bytes]) -> None:
+    def _on_change(self, size: int, shrank: bool, tail: Optional[memoryview]) -> None:
         """The file changed: a pass over the plain parked clients, then one over
         the framed ones, and the end of the blocked ones it shrank below."""
         self._pass(self.parked, size, shrank, tail, False)
@@ -239,7 +239,7 @@ class Fanout:
                     self.end(client, Truncated(f"file truncated to {size} bytes"))
 
     def _pass(self, parked: Set[Client], size: int, shrank: bool,
-              tail: Optional[bytes], framed: bool) -> None:
+              tail: Optional[memoryview], framed: bool) -> None:
         """The pass: one non-blocking send per parked client, in the event
         loop's callback for the file. It is the whole cost of an append (the
         profile at a thousand clients is 85% the system call itself), so it is
