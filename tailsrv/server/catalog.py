@@ -289,7 +289,7 @@ class Catalog:
                 continue
             inode = self._inodes.get(wd)
             if inode is not None:
-                _tell(inode, inode.grew)
+                inode.grew()
                 continue
             directory = self._dirs.get(wd)
             if directory is None:
@@ -341,7 +341,7 @@ def tell(watch: SharedWatch, mask: int) -> None:
     elif mask & (_VANISH | _ATTRIB):
         _tell(watch, lambda: watch.refresh(moved=bool(mask & _MOVED_FROM) and mask != -1))
     if mask & _MODIFY and watch.fd is not None and not watch.gone.is_set():
-        _tell(watch, watch.grew)
+        watch.grew()
 
 
 def _tell(watch: FileWatch, news: Callable[[], None]) -> None:

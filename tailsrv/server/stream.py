@@ -282,7 +282,7 @@ class Fanout:
             client.events = events
             self._sockets.modify(client.fd, events)
 
-    def _on_change(self, size: int, shrank: bool, tail: Optional[bytes]) -> None:
+    def _on_change(self, size: int, shrank: bool, tail: Optional[memoryview]) -> None:
         """The file changed: a pass over the plain parked clients (for a slow
         file's growth not read by the watch, a thread's send to each), then
         one over the framed ones, and the end of the blocked ones it shrank
@@ -303,7 +303,7 @@ class Fanout:
                     self.end(client, Truncated(f"file truncated to {size} bytes"))
 
     def _pass(self, parked: Set[Client], size: int, shrank: bool,
-              tail: Optional[bytes], framed: bool) -> None:
+              tail: Optional[memoryview], framed: bool) -> None:
         """The pass: one non-blocking send per parked client, in the event
         loop's callback for the file. It is the whole cost of an append (the
         profile at a thousand clients is 85% the system call itself), so it is
@@ -356,13 +356,14 @@ class Fanout:
             self._try_uring = self._sender is not None
         return self._sender
 
-    def _send_batch(self, clients: list, tail: bytes, size: int) -> None:
+    def _send_batch(self, clients: list, tail: memoryview, size: int) -> None:
         """Write ``tail`` to every one of ``clients`` (the pass put them at
         the end, ``size``, already) in one io_uring submission; those that
         took only part of it, or none (``EAGAIN``), are put back and blocked
-        as in the pass, and a failed send ends its client."""
+        as in the pass, and a failed send ends its client. The binding takes
+        bytes, not the watch's view: one copy a pass."""
         at = size - len(tail)
-        for index, result in self._sender.send([client.fd for client in clients], tail):
+        for index, result in self._sender.send([client.fd for client in clients], bytes(tail)):
             client = clients[index]
             if isinstance(result, BlockingIOError):
                 result = 0
