@@ -80,3 +80,26 @@ def test_tssync_file_and_all(start_server, spaced, tmp_path, spawn):
     assert one.read_bytes() == (logdir / "a.log").read_bytes()
     every.send_signal(signal.SIGTERM)
     assert every.wait(IO_TIMEOUT) == 0
+
+
+def test_tssync_all_says_plainly_when_a_file_is_no_longer_served(start_server, spaced, tmp_path,
+                                                                 spawn):
+    """A file deleted from the directory is no longer served: its mirror's
+    reconnections say that the server does not serve it now, not that the
+    server may be an original tailsrv (which takes no names at all)."""
+    logdir = spaced
+    server = start_server(logdir)
+    errors = tmp_path / "tssync.err"
+    with open(errors, "wb") as sink:
+        every = spawn(["tssync", "--all", f"127.0.0.1:{server.port}", str(tmp_path / "m")],
+                      stderr=sink)
+    wait_for(lambda: (tmp_path / "m" / "b.log").exists() and
+             (tmp_path / "m" / "b.log").read_bytes() == (logdir / "b.log").read_bytes())
+    (logdir / "b.log").unlink()
+    wait_for(lambda: b"does not serve b.log now" in errors.read_bytes() and
+             server.log.count("rejected: no file named 'b.log'") >= 3, timeout=3 * IO_TIMEOUT)
+    every.send_signal(signal.SIGTERM)
+    assert every.wait(IO_TIMEOUT) == 0
+    err = errors.read_bytes()
+    assert b"original tailsrv" not in err and b"Traceback" not in err, err
+    assert err.count(b"does not serve b.log now") == 1, err

@@ -298,6 +298,7 @@ def _stream(address: str, target: Target, offset: int, lines: Optional[int], rec
     plain = False   # the server does not know proofs: resume without them
     connected = False  # at least once: from then on a failure is retried
     outage = False     # a failure was reported, its end not yet
+    said = None        # why, as the outage's last report said
     while True:
         proof = None if plain or not position else make_proof(tail)
         try:
@@ -331,10 +332,12 @@ def _stream(address: str, target: Target, offset: int, lines: Optional[int], rec
                     data = b""
             why = "closed by the server"
         except NoAnswer as error:
-            if ask:  # a server without '?' (the original): a plain start, at once
+            if file is not None:  # only a server of several files takes a name: its
+                error = NoAnswer(f"it does not serve {file} now")  # silence is the name's
+            elif ask:  # a server without '?' (the original): a plain start, at once
                 ask = False
                 continue
-            if proof is not None:
+            elif proof is not None:
                 unanswered += 1
                 plain = unanswered >= PROOF_ATTEMPTS or not reconnect
                 if plain:
@@ -356,11 +359,11 @@ def _stream(address: str, target: Target, offset: int, lines: Optional[int], rec
             return
         delay = reconnect_delay(failures)
         failures += 1
-        # Said once for each outage, not at every attempt; and its end, above.
-        log.log(logging.DEBUG if outage else logging.WARNING,
+        # Said once for each outage and reason, not at every attempt; and its end, above.
+        log.log(logging.DEBUG if outage and why == said else logging.WARNING,
                 "connection to %s: %s; reconnecting in %g s, then at longer intervals "
                 "(up to %g s) until it answers", address, why, delay, MAX_RECONNECT_DELAY)
-        outage = True
+        outage, said = True, why
         time.sleep(delay)
 
 
