@@ -261,13 +261,13 @@ class Publisher:
             except nats.js.errors.APIError as error:
                 raise PublishError(f"cannot create stream {options.stream} for "
                                    f"{options.subject}: {error.description}") from None
-            except (asyncio.TimeoutError, nats.errors.Error) as error:
+            except nats.errors.Error as error:  # time outs are `_Unanswered`: waited for
                 raise PublishError(f"cannot create stream {options.stream}: "
                                    f"{describe(error)}") from None
             log.info("created stream %s for %s (%d replicas)", options.stream, options.subject,
                      options.replicas)
             return
-        except (asyncio.TimeoutError, nats.errors.Error) as error:
+        except nats.errors.Error as error:
             raise PublishError(f"JetStream does not answer ({describe(error)}): is "
                                f"it enabled on {','.join(options.servers)}?") from None
         if info.config.subjects != [options.subject]:

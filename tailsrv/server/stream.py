@@ -181,29 +181,36 @@ class Fanout:
         watch = self.watch
         size = watch.size
         offset = client.offset
-        full = False
-        if offset < size:
-            count = min(CHUNK, size - offset)
-            if not warmed:
-                warm = 0 if watch.slow else coldread.cached(watch.fd, offset, count)
-                if warm < count and not client.framed:
-                    self._send_in_thread(client, offset, count)
-                    return
-                if not warm:
-                    self._warm(client, offset, count)
-                    return
-                count = warm
-            try:
-                n = client.send(watch.fd, offset, count)
-            except BlockingIOError:
-                full = True
-            except OSError as error:
-                self.end(client, error)
+        if offset >= size:
+            self._after_send(client, False)
+            return
+        count = min(CHUNK, size - offset)
+        if not warmed:
+            warm = 0 if watch.slow else coldread.cached(watch.fd, offset, count)
+            if warm < count and not client.framed:
+                self._send_in_thread(client, offset, count)
                 return
-            else:
-                client.offset = offset = offset + n
-                full = 0 < n and offset < size
-        self._after_send(client, full)
+            if not warm:
+                self._warm(client, offset, count)
+                return
+            count = warm
+        try:
+            result = client.send(watch.fd, offset, count)
+        except OSError as error:
+            result = error
+        self._sent(client, offset, result)
+
+    def _sent(self, client: Client, offset: int, result) -> None:
+        """What a send from ``offset`` did (bytes sent, or the error met),
+        in the loop or in a thread: the client moves on, then is blocked
+        (its socket full, still behind), parked, or ended."""
+        if isinstance(result, BlockingIOError):
+            self._after_send(client, True)
+        elif isinstance(result, OSError):
+            self.end(client, result)
+        else:
+            client.offset = offset + result
+            self._after_send(client, 0 < result and client.offset < self.watch.size)
 
     def _after_send(self, client: Client, full: bool) -> None:
         """Watch a client's socket for room when it is ``full`` (still behind),
@@ -266,16 +273,9 @@ class Fanout:
         self._offload().run(send, lambda result: self._sent_in_thread(client, offset, result))
 
     def _sent_in_thread(self, client: Client, offset: int, result) -> None:
-        if client not in self.warming:  # it ended meanwhile
-            return
-        self.warming.discard(client)
-        if isinstance(result, BlockingIOError):
-            self._after_send(client, True)
-        elif isinstance(result, OSError):
-            self.end(client, result)
-        else:
-            client.offset = offset + result
-            self._after_send(client, 0 < result and client.offset < self.watch.size)
+        if client in self.warming:  # else it ended meanwhile
+            self.warming.discard(client)
+            self._sent(client, offset, result)
 
     def _watch(self, client: Client, events: int) -> None:
         if events != client.events:

@@ -73,7 +73,9 @@ def appended(fd: int, size: int) -> Tuple[int, Optional[bytes]]:
     since ``size`` when there are fewer than `TAIL` (else None): what was
     appended is read at once (a short read ends at the end of the file), or,
     when that is not all of it, the end is asked for (``lseek``: ``fstat``
-    builds a result of a dozen fields in Python)."""
+    builds a result of a dozen fields in Python). For a slow file's thread:
+    `FileWatch.grew` does the same inline, into its kept buffer (which a
+    thread may not share), with no call on the append path."""
     tail = os.pread(fd, TAIL, size)
     if 0 < len(tail) < TAIL:
         return size + len(tail), tail
